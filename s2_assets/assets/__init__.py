@@ -1,0 +1,1 @@
+"""Assets: one module per product level; thin glue over pure code."""

@@ -1,0 +1,1 @@
+"""sen2chain job files and what they become: jobs, schedules, sensors."""

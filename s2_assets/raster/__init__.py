@@ -1,0 +1,1 @@
+"""Pure raster code: band math, masks, indices, block-wise I/O. Never imports Dagster."""

@@ -1,0 +1,1 @@
+"""Dagster resources: thin ConfigurableResources around providers, Chiller, Sen2Cor, library."""

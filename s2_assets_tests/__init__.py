@@ -1,0 +1,1 @@
+"""Tests for s2_assets; the tree mirrors the package."""

@@ -1,0 +1,1 @@
+"""Tests for raster math and I/O."""
