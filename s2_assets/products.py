@@ -14,7 +14,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from s2_assets.errors import MetadataError, ProductNameError, TileIdError
@@ -193,7 +193,7 @@ class ProductName:
 
 def _parse_stamp(stamp: str, name: str) -> datetime:
     try:
-        return datetime.strptime(stamp, _STAMP).replace(tzinfo=timezone.utc)
+        return datetime.strptime(stamp, _STAMP).replace(tzinfo=UTC)
     except ValueError as exc:
         raise ProductNameError(f"invalid date {stamp!r} in product name {name!r}") from exc
 
@@ -296,9 +296,7 @@ def parse_metadata_xml(content: bytes, *, source: str) -> ProductMetadata:
         cloud = float(cloud_text) if cloud_text not in (None, "") else None
         quantification = int(float(_text(root, quant_name) or 10000))
         start_text = _text(root, "PRODUCT_START_TIME")
-        sensing = (
-            datetime.fromisoformat(start_text.replace("Z", "+00:00")) if start_text else None
-        )
+        sensing = datetime.fromisoformat(start_text.replace("Z", "+00:00")) if start_text else None
     except (KeyError, IndexError, ValueError) as exc:
         raise MetadataError(f"{source}: unreadable value ({exc})") from exc
     images = tuple(
@@ -331,7 +329,9 @@ def read_metadata(safe_dir: Path) -> ProductMetadata:
     return parse_metadata_xml(content, source=f"{safe_dir.name}/{path.name}")
 
 
-def band_path(safe_dir: Path, metadata: ProductMetadata, band: str, resolution: int | None = None) -> Path:
+def band_path(
+    safe_dir: Path, metadata: ProductMetadata, band: str, resolution: int | None = None
+) -> Path:
     """Absolute path of a band JPEG2000 inside an unpacked SAFE."""
     return safe_dir / f"{metadata.image_file(band, resolution)}.jp2"
 

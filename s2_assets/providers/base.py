@@ -84,9 +84,7 @@ class Provider(Protocol):
 
     name: str
 
-    def search(
-        self, tile: str, level: str, start: date, end: date
-    ) -> list[ProductRecord]:
+    def search(self, tile: str, level: str, start: date, end: date) -> list[ProductRecord]:
         """Every product of ``tile`` at ``level`` sensed on a day in ``[start, end]``."""
         ...
 
@@ -123,7 +121,9 @@ def filter_records(
             key = (r.level, r.tile, r.sensing_time)
             best[key] = max(best.get(key, -1.0), baseline_number(r.baseline))
         kept = [
-            r for r in kept if baseline_number(r.baseline) == best[(r.level, r.tile, r.sensing_time)]
+            r
+            for r in kept
+            if baseline_number(r.baseline) == best[(r.level, r.tile, r.sensing_time)]
         ]
     return sorted(kept, key=lambda r: (r.sensing_time, r.product_id))
 
