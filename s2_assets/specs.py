@@ -126,7 +126,5 @@ def parse_index_name(value: str) -> str:
     """
     name = str(value).strip().upper()
     if name not in INDEX_NAMES:
-        raise IndexNameError(
-            f"unknown index {value!r}; valid: {', '.join(INDEX_NAMES)} (or All)"
-        )
+        raise IndexNameError(f"unknown index {value!r}; valid: {', '.join(INDEX_NAMES)} (or All)")
     return name
