@@ -1,0 +1,421 @@
+"""The staging ledger: which tape files are being staged, by which Chiller job, for which
+partitions, and what to do when a job ends.
+
+A sensor keeps the ledger in its cursor (``to_json`` / ``from_json``) and calls ``tick`` once
+per evaluation: it polls each open job once (never blocking), settles finished, failed and
+timed-out jobs, reports the partitions whose files are all staged, and submits what is still
+waiting in chunks, never more than ``max_open`` jobs at once. A file is never asked for twice
+while it is in an open job or already staged for a partition that still waits.
+
+Partition keys are opaque strings (Dagster's ``2024-01-05|40KCB``); files are the absolute
+paths Chiller stages. Pure Python: no Dagster, no I/O besides the service it is handed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from s2_assets.errors import StagingError
+from s2_assets.providers.chiller import ChillerJob, ChillerStatus, normalise_paths
+
+CURSOR_VERSION = 1
+_CURSOR_KEYS = ("version", "partitions", "jobs", "staged")
+
+
+class StagingService(Protocol):
+    """What the ledger needs from Chiller (``ChillerClient`` is one)."""
+
+    def submit(self, paths: Iterable[str]) -> ChillerJob:
+        """Start one staging job for ``paths``."""
+        ...
+
+    def status(self, job: ChillerJob) -> ChillerStatus:
+        """Poll ``job`` once."""
+        ...
+
+
+@dataclass(frozen=True)
+class OpenJob:
+    """A Chiller job the ledger is waiting on.
+
+    ``poll_errors`` counts failed polls in a row and ``last_error`` keeps the latest message,
+    so an unreachable Chiller shows in the cursor and the UI without failing the job: only
+    the timeout gives up on it.
+    """
+
+    job_id: str
+    poll_url: str
+    files: tuple[str, ...]
+    submitted: datetime
+    poll_errors: int = 0
+    last_error: str = ""
+
+    @property
+    def chiller_job(self) -> ChillerJob:
+        return ChillerJob(job_id=self.job_id, poll_url=self.poll_url, files=self.files)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Files to submit as one job, and the partitions they serve."""
+
+    files: tuple[str, ...]
+    partitions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How one job ended: ``finished``, ``failed`` (Chiller said ERROR) or ``timed out``.
+
+    ``not_staged`` lists the job's files Chiller did not stage (all of them unless finished);
+    ``dropped`` maps each partition given up because of them to its files that are not staged.
+    """
+
+    job_id: str
+    end: str
+    not_staged: tuple[str, ...]
+    dropped: dict[str, tuple[str, ...]]
+    reason: str = ""
+
+
+@dataclass
+class TickReport:
+    """What one ``tick`` did, for the sensor's run request, logs and cursor."""
+
+    ready: list[str] = field(default_factory=list)
+    outcomes: list[JobOutcome] = field(default_factory=list)
+    submitted: list[OpenJob] = field(default_factory=list)
+    poll_errors: dict[str, str] = field(default_factory=dict)
+    submit_error: str = ""
+    open_jobs: int = 0
+    waiting_files: int = 0
+
+    @property
+    def not_staged(self) -> list[str]:
+        """Every file a job ended without staging, sorted."""
+        return sorted({path for outcome in self.outcomes for path in outcome.not_staged})
+
+    @property
+    def dropped(self) -> dict[str, tuple[str, ...]]:
+        """Partitions given up this tick, each with its files that were not staged."""
+        merged: dict[str, set[str]] = {}
+        for outcome in self.outcomes:
+            for key, files in outcome.dropped.items():
+                merged.setdefault(key, set()).update(files)
+        return {key: tuple(sorted(files)) for key, files in sorted(merged.items())}
+
+    def run_tags(self, prefix: str = "s2/staging") -> dict[str, str]:
+        """Short tags for the backfill of ``ready``: the jobs that ended and what was lost."""
+        return {
+            f"{prefix}_jobs": ",".join(outcome.job_id for outcome in self.outcomes),
+            f"{prefix}_not_staged": str(len(self.not_staged)),
+            f"{prefix}_dropped_partitions": str(len(self.dropped)),
+        }
+
+    def summary(self) -> str:
+        """Human-readable lines for the sensor log; lists every file that was not staged."""
+        lines = [
+            f"{len(self.ready)} partition(s) staged, {len(self.submitted)} job(s) submitted, "
+            f"{self.open_jobs} open, {self.waiting_files} file(s) waiting for a slot"
+        ]
+        for outcome in self.outcomes:
+            reason = f" ({outcome.reason})" if outcome.reason else ""
+            lines.append(
+                f"job {outcome.job_id} {outcome.end}{reason}: "
+                f"{len(outcome.not_staged)} file(s) not staged"
+            )
+            lines.extend(f"  not staged: {path}" for path in outcome.not_staged)
+            lines.extend(f"  partition {key} dropped" for key in sorted(outcome.dropped))
+        lines.extend(
+            f"job {job_id}: poll failed: {error}" for job_id, error in self.poll_errors.items()
+        )
+        if self.submit_error:
+            lines.append(f"submission stopped: {self.submit_error}")
+        return "\n".join(lines)
+
+
+class StagingLedger:
+    """Open staging work: partitions with their files, open jobs, files already staged.
+
+    Args:
+        partitions: partition key -> the files it needs staged.
+        jobs: the open jobs, in submission order.
+        staged: files finished jobs staged for partitions that still wait on other files.
+    """
+
+    def __init__(
+        self,
+        partitions: Mapping[str, Iterable[str]] | None = None,
+        jobs: Iterable[OpenJob] = (),
+        staged: Iterable[str] = (),
+    ) -> None:
+        self.partitions: dict[str, tuple[str, ...]] = {
+            key: tuple(normalise_paths(files)) for key, files in (partitions or {}).items()
+        }
+        self.jobs: dict[str, OpenJob] = {job.job_id: job for job in jobs}
+        self.staged: set[str] = set(staged)
+
+    def add(self, requests: Mapping[str, Iterable[str]]) -> list[str]:
+        """Ask for ``requests`` (partition key -> files) to be staged.
+
+        A partition already in the ledger gets the union of its files (a reprocessed product
+        can appear later). Nothing is submitted here; ``tick`` does that within the limit.
+
+        Returns:
+            The keys that were new or gained files, sorted.
+        """
+        changed = []
+        for key, files in requests.items():
+            wanted = normalise_paths(files)
+            current = set(self.partitions.get(key, ()))
+            if key not in self.partitions or not set(wanted) <= current:
+                self.partitions[key] = tuple(sorted(current.union(wanted)))
+                changed.append(key)
+        return sorted(changed)
+
+    def open_files(self) -> set[str]:
+        """Files that an open job is staging."""
+        return {path for job in self.jobs.values() for path in job.files}
+
+    def pending_files(self) -> list[str]:
+        """Files some partition needs that are neither staged nor in an open job, sorted."""
+        done = self.open_files() | self.staged
+        return sorted({p for files in self.partitions.values() for p in files} - done)
+
+    def plan(self, *, chunk_size: int, max_open: int) -> list[Chunk]:
+        """The jobs to submit now: pending files in chunks of at most ``chunk_size``, no more
+        chunks than free slots under ``max_open``.
+
+        A partition's files go into one chunk whenever they fit, so that one finished job
+        releases whole partitions; a partition larger than a chunk is split.
+
+        Raises:
+            StagingError: when ``chunk_size`` or ``max_open`` is below 1.
+        """
+        if chunk_size < 1 or max_open < 1:
+            raise StagingError(
+                f"staging needs chunk_size >= 1 and max_open >= 1, not {chunk_size} and {max_open}"
+            )
+        pending = set(self.pending_files())
+        groups = []
+        for key in sorted(self.partitions):
+            files = [path for path in self.partitions[key] if path in pending]
+            # A file two partitions share goes to the first one only: never asked for twice.
+            pending.difference_update(files)
+            if files:
+                groups.append((key, files))
+        return _pack(groups, chunk_size=chunk_size, limit=max_open - len(self.jobs))
+
+    def record_submission(self, job: ChillerJob, *, submitted: datetime) -> OpenJob:
+        """Remember a job Chiller accepted."""
+        open_job = OpenJob(job.job_id, job.poll_url, job.files, _utc(submitted, "submitted"))
+        self.jobs[job.job_id] = open_job
+        return open_job
+
+    def record_poll_error(self, job_id: str, message: str) -> OpenJob:
+        """Count a failed poll of ``job_id``; the job stays open."""
+        job = self._job(job_id)
+        updated = OpenJob(
+            job.job_id, job.poll_url, job.files, job.submitted, job.poll_errors + 1, message
+        )
+        self.jobs[job_id] = updated
+        return updated
+
+    def finish(self, job_id: str, staged: Iterable[str]) -> JobOutcome:
+        """Close a finished job: its staged files count, partitions missing any file are dropped."""
+        job = self.jobs.pop(job_id, None) or self._job(job_id)
+        staged_now = set(staged) & set(job.files)
+        self.staged |= staged_now
+        not_staged = tuple(sorted(set(job.files) - staged_now))
+        return JobOutcome(job_id, "finished", not_staged, self._drop(not_staged))
+
+    def fail(self, job_id: str, end: str, reason: str) -> JobOutcome:
+        """Close a job that ended without staging (``end``: ``failed`` or ``timed out``)."""
+        job = self.jobs.pop(job_id, None) or self._job(job_id)
+        lost = tuple(sorted(job.files))
+        return JobOutcome(job_id, end, lost, self._drop(lost), reason)
+
+    def take_ready(self) -> list[str]:
+        """Remove and return the partitions whose files are all staged, sorted."""
+        ready = sorted(
+            key for key, files in self.partitions.items() if all(p in self.staged for p in files)
+        )
+        for key in ready:
+            del self.partitions[key]
+        self._prune()
+        return ready
+
+    def tick(
+        self,
+        service: StagingService,
+        *,
+        now: datetime,
+        chunk_size: int,
+        max_open: int,
+        timeout_s: float,
+    ) -> TickReport:
+        """Poll every open job once, settle the ended ones, then submit within the limit.
+
+        Args:
+            service: the Chiller client (or anything with ``submit`` and ``status``).
+            now: the current time, timezone-aware.
+            chunk_size: most files per job.
+            max_open: most jobs open at once.
+            timeout_s: seconds after submission when an unfinished job is given up.
+
+        Returns:
+            What happened; partitions in ``ready`` have left the ledger and are the caller's
+            to launch. A submission error stops submitting for this tick and is reported,
+            so jobs already submitted stay recorded.
+        """
+        now = _utc(now, "now")
+        report = TickReport()
+        for job in list(self.jobs.values()):
+            age = (now - job.submitted).total_seconds()
+            try:
+                status = service.status(job.chiller_job)
+            except StagingError as exc:
+                report.poll_errors[job.job_id] = str(exc)
+                self.record_poll_error(job.job_id, str(exc))
+                status = None
+            if status is not None and status.failed:
+                report.outcomes.append(
+                    self.fail(job.job_id, "failed", f"Chiller state {status.state}")
+                )
+            elif status is not None and status.finished:
+                report.outcomes.append(self.finish(job.job_id, status.staged))
+            elif age > timeout_s:
+                reason = f"not finished {age:.0f} s after submission (limit {timeout_s:g} s)"
+                report.outcomes.append(self.fail(job.job_id, "timed out", reason))
+            elif status is not None and job.poll_errors:
+                self.jobs[job.job_id] = OpenJob(job.job_id, job.poll_url, job.files, job.submitted)
+        report.ready = self.take_ready()
+        for chunk in self.plan(chunk_size=chunk_size, max_open=max_open):
+            try:
+                submitted = service.submit(chunk.files)
+            except StagingError as exc:
+                report.submit_error = str(exc)
+                break
+            report.submitted.append(self.record_submission(submitted, submitted=now))
+        report.open_jobs = len(self.jobs)
+        report.waiting_files = len(self.pending_files())
+        return report
+
+    def to_json(self) -> str:
+        """The ledger as a compact JSON string (a sensor cursor)."""
+        return json.dumps(
+            {
+                "version": CURSOR_VERSION,
+                "partitions": {key: list(files) for key, files in sorted(self.partitions.items())},
+                "jobs": [
+                    {
+                        "id": job.job_id,
+                        "url": job.poll_url,
+                        "files": list(job.files),
+                        "submitted": job.submitted.isoformat(),
+                        "poll_errors": job.poll_errors,
+                        "last_error": job.last_error,
+                    }
+                    for job in self.jobs.values()
+                ],
+                "staged": sorted(self.staged),
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None) -> StagingLedger:
+        """Rebuild a ledger from ``to_json`` output; None or empty gives an empty ledger.
+
+        Raises:
+            StagingError: naming what is wrong with the text and the expected keys.
+        """
+        if not text:
+            return cls()
+        try:
+            data: Any = json.loads(text)
+            if not isinstance(data, dict) or data.get("version") != CURSOR_VERSION:
+                raise ValueError(f"expected an object with version {CURSOR_VERSION}")
+            jobs = [
+                OpenJob(
+                    job_id=str(item["id"]),
+                    poll_url=str(item["url"]),
+                    files=tuple(str(path) for path in item["files"]),
+                    submitted=_utc(datetime.fromisoformat(item["submitted"]), "submitted"),
+                    poll_errors=int(item.get("poll_errors", 0)),
+                    last_error=str(item.get("last_error", "")),
+                )
+                for item in data["jobs"]
+            ]
+            partitions = {str(key): list(files) for key, files in data["partitions"].items()}
+            return cls(partitions, jobs, [str(path) for path in data["staged"]])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise StagingError(
+                f"unreadable staging cursor ({type(exc).__name__}: {exc}); expected JSON with "
+                f"keys {', '.join(_CURSOR_KEYS)} as written by StagingLedger.to_json: "
+                f"{text[:120]!r}"
+            ) from exc
+
+    def _job(self, job_id: str) -> OpenJob:
+        try:
+            return self.jobs[job_id]
+        except KeyError:
+            known = ", ".join(self.jobs) or "none"
+            raise StagingError(f"no open staging job {job_id!r}; open jobs: {known}") from None
+
+    def _drop(self, not_staged: Iterable[str]) -> dict[str, tuple[str, ...]]:
+        lost = set(not_staged)
+        dropped = {
+            key: tuple(sorted(lost.intersection(files)))
+            for key, files in sorted(self.partitions.items())
+            if lost.intersection(files)
+        }
+        for key in dropped:
+            del self.partitions[key]
+        self._prune()
+        return dropped
+
+    def _prune(self) -> None:
+        # Staged files only matter while a waiting partition needs them.
+        needed = {path for files in self.partitions.values() for path in files}
+        self.staged &= needed
+
+
+def _pack(groups: list[tuple[str, list[str]]], *, chunk_size: int, limit: int) -> list[Chunk]:
+    chunks: list[tuple[list[str], list[str]]] = []
+    for key, files in groups:
+        # Start a fresh chunk rather than split a partition that fits in one.
+        if chunks and len(chunks[-1][0]) + len(files) > chunk_size >= len(files):
+            chunks.append(([], []))
+        while files:
+            if not chunks or len(chunks[-1][0]) >= chunk_size:
+                chunks.append(([], []))
+            if len(chunks) > limit:
+                return [Chunk(tuple(f), tuple(p)) for f, p in chunks[: max(limit, 0)] if f]
+            room = chunk_size - len(chunks[-1][0])
+            chunks[-1][0].extend(files[:room])
+            chunks[-1][1].append(key)
+            files = files[room:]
+    return [Chunk(tuple(f), tuple(p)) for f, p in chunks if f]
+
+
+def chunk_paths(paths: Iterable[str], size: int) -> list[list[str]]:
+    """De-duplicated, sorted ``paths`` in lists of at most ``size``.
+
+    Raises:
+        StagingError: when ``size`` is below 1 or a path is not absolute.
+    """
+    if size < 1:
+        raise StagingError(f"chunk size must be >= 1, not {size}")
+    files = normalise_paths(paths)
+    return [files[start : start + size] for start in range(0, len(files), size)]
+
+
+def _utc(moment: datetime, what: str) -> datetime:
+    if moment.tzinfo is None:
+        raise StagingError(f"{what} time {moment.isoformat()} has no timezone; pass UTC")
+    return moment
