@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -455,3 +456,65 @@ class _SafeWriter:
             '<xfdu:XFDU xmlns:xfdu="urn:ccsds:schema:xfdu:1" version="esa/safe/sentinel/1.1/sentinel-2/msi">\n'
             f"  <dataObjectSection>\n{body}\n  </dataObjectSection>\n</xfdu:XFDU>\n"
         )
+
+
+def _demo_products() -> list[DemoProduct]:
+    """Two tiles, a handful of dates around the switch to baseline 04.00 (January 2022),
+    mixed cloud cover, and one acquisition reprocessed under a newer baseline."""
+
+    def at(day: str, hour: str) -> datetime:
+        return datetime.fromisoformat(f"{day}T{hour}+00:00")
+
+    acquisitions = [
+        ("40KCB", at("2022-01-20", "06:35:11"), "03.01", 120, 12.0),
+        ("40KCB", at("2022-01-25", "06:35:09"), "04.00", 120, 55.0),
+        ("40KCB", at("2022-01-30", "06:35:11"), "04.00", 120, 5.0),
+        ("40KCB", at("2022-01-30", "06:35:11"), "05.09", 120, 5.0),
+        ("40KCB", at("2022-02-04", "06:35:09"), "04.00", 120, 90.0),
+        ("31UFS", at("2022-01-22", "10:43:21"), "03.01", 8, 30.0),
+        ("31UFS", at("2022-01-27", "10:43:19"), "04.00", 8, 70.0),
+        ("31UFS", at("2022-02-01", "10:43:21"), "04.00", 8, 3.0),
+    ]
+    return [
+        DemoProduct(level, tile, sensing, baseline, orbit, "S2A" if i % 2 == 0 else "S2B", cloud)
+        for i, (tile, sensing, baseline, orbit, cloud) in enumerate(acquisitions)
+        for level in ("L1C", "L2A")
+    ]
+
+
+DEMO_PRODUCTS = _demo_products()
+DEMO_TILES = ("40KCB", "31UFS")
+
+
+def build_archive(
+    root: Path, products: list[DemoProduct] = DEMO_PRODUCTS, *, size: int = 120
+) -> list[Path]:
+    """Zip each product into an archive tree laid out as EODC's (see providers.archive);
+    products already there are kept."""
+    from s2_assets.providers.archive import ArchiveProvider  # demo-only dependency
+
+    archive = ArchiveProvider(root)
+    zips = []
+    for product in products:
+        target = archive.path_for(product_name(product))
+        if not target.is_file():
+            with _scratch(root) as work:
+                safe = build_safe(
+                    Path(work),
+                    level=product.level,
+                    tile=product.tile,
+                    sensing=product.sensing,
+                    baseline=product.baseline,
+                    relative_orbit=product.relative_orbit,
+                    mission=product.mission,
+                    size=size,
+                    cloud_cover=product.cloud_cover,
+                )
+                zip_safe(safe, target)
+        zips.append(target)
+    return zips
+
+
+def _scratch(root: Path) -> tempfile.TemporaryDirectory[str]:
+    root.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix=".build-", dir=root)

@@ -1,0 +1,79 @@
+"""The acquisitions table of one tile: every product a provider offers, kept as parquet.
+
+Merging a fresh search into the stored table keeps products seen before (a provider that
+drops a product from its catalogue does not make ours forget it) and updates what changes
+(online flag, cloud cover once known, location). Written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from s2_assets.providers.base import ProductRecord
+
+COLUMNS = (
+    "product_id", "level", "tile", "date", "sensing_time", "cloud_cover", "baseline",
+    "provider", "location", "size", "online", "remote_id", "checksums",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """What a refresh changed: the new rows and the (date, level) pairs they touch."""
+
+    records: list[ProductRecord]
+    new: list[ProductRecord]
+
+    @property
+    def new_dates(self) -> list[date]:
+        return sorted({r.date for r in self.new})
+
+
+def read_table(path: Path) -> list[ProductRecord]:
+    """The stored catalogue, or an empty one."""
+    if not path.is_file():
+        return []
+    frame = pd.read_parquet(path)
+    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return [ProductRecord.from_row({str(k): v for k, v in row.items()}) for row in rows]
+
+
+def write_table(path: Path, records: Iterable[ProductRecord]) -> None:
+    rows = [r.to_row() for r in sorted(records, key=lambda r: (r.sensing_time, r.product_id))]
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame["cloud_cover"] = frame["cloud_cover"].astype("float64")
+    frame["size"] = frame["size"].astype("Int64")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.part")
+    frame.to_parquet(partial, index=False)
+    os.replace(partial, path)
+
+
+def merge(stored: list[ProductRecord], found: list[ProductRecord]) -> MergeResult:
+    """Union by (provider, product id); a fresh row replaces the stored one."""
+    merged = {(r.provider, r.product_id): r for r in stored}
+    known = set(merged)
+    new = []
+    for record in found:
+        key = (record.provider, record.product_id)
+        if key not in known:
+            new.append(record)
+        merged[key] = record
+    return MergeResult(records=list(merged.values()), new=new)
+
+
+def select(
+    records: Iterable[ProductRecord], *, level: str, day: date, provider: str | None = None
+) -> list[ProductRecord]:
+    """The rows of one level and sensing day (and provider, if given)."""
+    return [
+        r
+        for r in records
+        if r.level == level and r.date == day and (provider is None or r.provider == provider)
+    ]

@@ -1,0 +1,70 @@
+"""The ``s2-assets`` command: the demo, and (as they land) jobs, clean and runs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from s2_assets.quickstart import DemoPaths, run_demo
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _demo(args: argparse.Namespace) -> int:
+    paths = DemoPaths(Path(args.dir).resolve())
+    counts = run_demo(paths, REPO_ROOT / "dagster.yaml", size=args.size)
+    print(f"Demo library: {paths.library}  ({counts['L1C']} L1C, {counts['L2A']} L2A products)")
+    print(f"Dagster instance: {paths.dagster_home}")
+    print("Open the UI (assets, partitions, runs) with:")
+    print(f"  {sys.executable} -m s2_assets.cli ui --dir {args.dir}")
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    """Replace this process with ``dagster dev`` on the demo's instance and library."""
+    paths = DemoPaths(Path(args.dir).resolve())
+    env = {**os.environ, **paths.environment()}
+    dagster = Path(sys.executable).with_name("dagster")
+    argv = [
+        str(dagster),
+        "dev",
+        "-w",
+        str(REPO_ROOT / "workspace.yaml"),
+        "-h",
+        args.host,
+        "-p",
+        str(args.port),
+    ]
+    os.chdir(REPO_ROOT)
+    os.execve(argv[0], argv, env)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="s2-assets", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="build a demo archive and run the pipeline on it")
+    demo.add_argument(
+        "--dir", default="demo_data", help="where the demo writes (default: demo_data)"
+    )
+    demo.add_argument(
+        "--size", type=int, default=120, help="pixels per side at 10 m (multiple of 6)"
+    )
+    demo.set_defaults(handler=_demo)
+    ui = commands.add_parser("ui", help="start the Dagster UI on the demo's instance")
+    ui.add_argument("--dir", default="demo_data")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(handler=_ui)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

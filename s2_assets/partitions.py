@@ -1,0 +1,73 @@
+"""Partitions: a dynamic ``tiles`` dimension x a daily ``date`` dimension, and ``TileDate``.
+
+Keys are Dagster's multi-partition strings, dimensions sorted by name: ``"2024-01-03|40KCB"``.
+``TileDate`` parses both that string and a ``MultiPartitionKey`` (runs launched with only the
+``dagster/partition`` tag hand assets a plain string).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+
+import dagster as dg
+
+from s2_assets.products import validate_tile_id
+
+TILES = dg.DynamicPartitionsDefinition(name="tiles")
+# The first Sentinel-2A acquisitions; a later start keeps tiles x days under ~100k per asset.
+DEFAULT_DATE_START = "2015-06-23"
+
+
+def tile_date_partitions(start: str = DEFAULT_DATE_START) -> dg.MultiPartitionsDefinition:
+    """tiles x UTC sensing day from ``start``; today's day is included (``end_offset=1``)."""
+    return dg.MultiPartitionsDefinition(
+        {"tile": TILES, "date": dg.DailyPartitionsDefinition(start_date=start, end_offset=1)}
+    )
+
+
+@dataclass(frozen=True, order=True)
+class TileDate:
+    """One (tile, sensing day) partition."""
+
+    tile: str
+    date: date
+
+    @classmethod
+    def parse(cls, key: str | dg.MultiPartitionKey) -> TileDate:
+        """From ``MultiPartitionKey`` or ``"YYYY-MM-DD|TILE"``.
+
+        Raises:
+            ValueError: naming the key and the expected form.
+        """
+        if isinstance(key, dg.MultiPartitionKey):
+            parts = key.keys_by_dimension
+            day_text, tile = parts["date"], parts["tile"]
+        else:
+            day_text, _, tile = str(key).partition("|")
+        try:
+            return cls(tile=validate_tile_id(tile), date=date.fromisoformat(day_text))
+        except ValueError as exc:
+            raise ValueError(
+                f"invalid partition key {str(key)!r}: expected 'YYYY-MM-DD|TILE' ({exc})"
+            ) from exc
+
+    @property
+    def key(self) -> dg.MultiPartitionKey:
+        return dg.MultiPartitionKey({"tile": self.tile, "date": self.date.isoformat()})
+
+    def __str__(self) -> str:
+        return f"{self.date.isoformat()}|{self.tile}"
+
+
+def run_partitions(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> list[TileDate]:
+    """Every (tile, date) a run covers: one key, or a whole range in a ranged run."""
+    return sorted(TileDate.parse(key) for key in context.partition_keys)
+
+
+def by_tile(keys: Iterable[TileDate]) -> dict[str, list[TileDate]]:
+    grouped: dict[str, list[TileDate]] = {}
+    for key in sorted(keys):
+        grouped.setdefault(key.tile, []).append(key)
+    return grouped

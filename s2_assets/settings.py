@@ -1,0 +1,51 @@
+"""Settings read when the code location loads (never at import): where things are.
+
+Every setting is an environment variable with a default that works on a laptop.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from s2_assets.library import default_root
+from s2_assets.partitions import DEFAULT_DATE_START
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the code location is built from.
+
+    Attributes:
+        data_home: Library root (``S2_DATA_HOME``, default ``~/sen2chain_data``).
+        archive_root: Local archive of product zips (``S2_ARCHIVE_ROOT``); empty: none.
+        date_start: First day of the ``date`` partitions (``S2_DATE_START``).
+        default_provider: Provider for tasks that name none (``S2_DEFAULT_PROVIDER``).
+    """
+
+    data_home: Path
+    archive_root: str = ""
+    date_start: str = DEFAULT_DATE_START
+    default_provider: str = "archive"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        start = os.environ.get("S2_DATE_START", DEFAULT_DATE_START)
+        try:
+            date.fromisoformat(start)
+        except ValueError as exc:
+            raise ValueError(
+                f"S2_DATE_START={start!r} is not a date (expected YYYY-MM-DD)"
+            ) from exc
+        return cls(
+            data_home=default_root(),
+            archive_root=os.environ.get("S2_ARCHIVE_ROOT", ""),
+            date_start=start,
+            default_provider=os.environ.get("S2_DEFAULT_PROVIDER", "archive"),
+        )
+
+    @property
+    def first_day(self) -> date:
+        return date.fromisoformat(self.date_start)
