@@ -1,0 +1,366 @@
+"""sen2chain job files (``config/jobs/job_<jid>.cfg``): parsing, validation, loading. Pure.
+
+A job file is a ``key = value`` header followed by a ``;`` table with one task per row,
+read without pandas. ``#`` starts a comment anywhere in a line; blank lines are skipped.
+The first line that is not a known setting and holds a ``;`` is the table header; every
+later line is a task row. Keys and column names are case-insensitive and the legacy column
+names ``l1c``, ``l2a`` and ``cloudmask`` mean ``download``, ``compute_l2a``, ``cloudmasks``.
+
+Where we are stricter than sen2chain, on purpose: an unknown setting or column, a row with
+more cells than the header, or any value outside its forms is an error naming the file,
+line, column and value and listing what is valid (sen2chain silently dropped or defaulted
+them). Every problem of a file is reported at once. A row shorter than the header reads
+its missing trailing cells as empty, as sen2chain did. ``!`` rows are parsed and validated
+too, so re-enabling one can never break the job. The typed result lives in
+:mod:`s2_assets.jobs.model`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection
+from pathlib import Path
+
+from s2_assets.errors import JobFileError, TileIdError
+from s2_assets.jobs import cells
+from s2_assets.jobs.cells import CellError, DateSpec
+from s2_assets.jobs.cron import CRON_HELP, cron_problem
+from s2_assets.jobs.model import (
+    DEFAULT_PROVIDER,
+    DEFAULT_TIMING,
+    JobFile,
+    JobFileProblems,
+    JobProblem,
+    JobSettings,
+    Task,
+)
+from s2_assets.products import validate_tile_id
+
+JOB_FILE_PREFIX = "job_"
+JOB_FILE_SUFFIX = ".cfg"
+# A jid becomes Dagster names (<jid>_job, <jid>_schedule), which allow only these.
+JID_RE = re.compile(r"^[A-Za-z0-9_]+$")
+
+COLUMNS = (
+    "tile", "date_min", "date_max", "max_clouds", "provider", "filter_max_pb", "pb_min",
+    "pb_max", "download", "compute_l2a", "cloudmasks", "indices", "remove", "comments",
+)  # fmt: skip
+OPTIONAL_COLUMNS = frozenset({"provider", "filter_max_pb", "pb_min", "pb_max", "comments"})
+REQUIRED_COLUMNS = tuple(c for c in COLUMNS if c not in OPTIONAL_COLUMNS)
+LEGACY_COLUMNS = {"l1c": "download", "l2a": "compute_l2a", "cloudmask": "cloudmasks"}
+SETTING_KEYS = (
+    "logs", "timing", "provider", "tries", "sleep", "nb_proc", "copy_l2a_sideproducts",
+    "clean_before", "clean_after", "process_by_line",
+)  # fmt: skip
+REQUIRED_SETTINGS = ("logs", "timing")
+_SETTING_RE = re.compile(r"^([A-Za-z_]\w*)\s*(?:[=:]\s*(.*))?$")
+_PROVIDER_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def job_path(jobs_dir: Path, jid: str) -> Path:
+    """Where job ``jid`` lives: ``<jobs_dir>/job_<jid>.cfg``."""
+    return jobs_dir / f"{JOB_FILE_PREFIX}{jid}{JOB_FILE_SUFFIX}"
+
+
+def jid_problem(jid: str) -> str | None:
+    """Why ``jid`` cannot name a job, or None when it can."""
+    if JID_RE.match(jid):
+        return None
+    return (
+        f"job id {jid!r} cannot name Dagster jobs and schedules; valid: letters, digits and "
+        "'_' only (rename the file job_<jid>.cfg)"
+    )
+
+
+def split_comment(line: str) -> str:
+    """The part of a line before any ``#`` (a comment starts anywhere in a line)."""
+    return line.split("#", 1)[0]
+
+
+class _Parser:
+    """Reads one file's text, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, text: str, path: Path, providers: Collection[str] | None) -> None:
+        self.path = path
+        self.lines = text.split("\n")
+        self.providers = providers
+        self.problems: list[JobProblem] = []
+
+    def problem(
+        self,
+        line: int | None,
+        message: str,
+        *,
+        column: str | None = None,
+        position: int | None = None,
+        value: str | None = None,
+    ) -> None:
+        self.problems.append(JobProblem(self.path, line, message, column, position, value))
+
+    def parse(self) -> tuple[JobSettings, tuple[str, ...], int, tuple[Task, ...]]:
+        raw: dict[str, tuple[int, str]] = {}
+        header: tuple[int, str] | None = None
+        rows: list[tuple[int, str]] = []
+        for number, line in enumerate(self.lines, start=1):
+            content = split_comment(line.lstrip("\ufeff")).strip()
+            if not content:
+                continue
+            if header is not None:
+                rows.append((number, content))
+                continue
+            match = _SETTING_RE.match(content)
+            key = match[1].lower() if match else ""
+            if key in SETTING_KEYS and match:
+                if key in raw:
+                    self.problem(number, f"setting {key!r} repeats line {raw[key][0]}")
+                raw[key] = (number, (match[2] or "").strip())
+            elif ";" in content:
+                header = (number, content)
+            elif match:
+                self.problem(number, f"unknown setting {key!r}; valid: {', '.join(SETTING_KEYS)}")
+            else:
+                self.problem(
+                    number,
+                    f"not a 'key = value' setting nor a ';' table header: {content!r}; valid "
+                    "settings: " + ", ".join(SETTING_KEYS),
+                )
+        settings = self.settings(raw)
+        if header is None:
+            self.problem(None, "no task table: expected a header line such as " + ";".join(COLUMNS))
+            return settings, (), 0, ()
+        columns = self.columns(*header)
+        if columns is None:
+            return settings, (), header[0], ()
+        parsed = [
+            self.task(index, number, content, columns, settings)
+            for index, (number, content) in enumerate(rows)
+        ]
+        tasks = tuple(task for task in parsed if task is not None)
+        return settings, columns, header[0], tasks
+
+    def settings(self, raw: dict[str, tuple[int, str]]) -> JobSettings:
+        values: dict[str, object] = {}
+        for key in REQUIRED_SETTINGS:
+            if key not in raw:
+                self.problem(None, f"required setting {key!r} is missing; add '{key} = ...'")
+        readers: dict[str, Callable[[str], object]] = {
+            "logs": cells.parse_bool,
+            "copy_l2a_sideproducts": cells.parse_bool,
+            "clean_before": cells.parse_bool,
+            "clean_after": cells.parse_bool,
+            "tries": lambda text: cells.parse_int(text, low=0),
+            "sleep": lambda text: cells.parse_int(text, low=0),
+            "nb_proc": lambda text: cells.parse_int(text, low=0),
+            "process_by_line": lambda text: cells.parse_int(text, low=0),
+            "provider": self.provider,
+            "timing": self.timing,
+        }
+        for key, (number, text) in raw.items():
+            if not text and key not in ("timing", "provider"):
+                continue  # an empty value takes the default, as sen2chain's fallbacks did
+            try:
+                values[key] = readers[key](text)
+            except CellError as error:
+                self.problem(number, str(error), column=key, value=text)
+        return JobSettings(**values)  # type: ignore[arg-type]
+
+    def timing(self, text: str) -> str:
+        # An empty timing falls back to daily at midnight, as sen2chain's cron_enable did.
+        if not text:
+            return DEFAULT_TIMING
+        problem = cron_problem(text)
+        if problem:
+            raise CellError(f"{problem}; {CRON_HELP}")
+        return " ".join(text.split())
+
+    def provider(self, text: str) -> str:
+        name = text.strip()
+        if name.lower() in ("", "false", "none"):
+            return DEFAULT_PROVIDER
+        known = self.providers
+        if known is not None and name not in known:
+            raise CellError(f"unknown provider; valid: {', '.join(sorted(known))}")
+        if known is None and not _PROVIDER_RE.match(name):
+            raise CellError("not a provider name; valid: letters, digits, '_' and '-'")
+        return name
+
+    def columns(self, number: int, content: str) -> tuple[str, ...] | None:
+        names: list[str] = []
+        ok = True
+        for position, cell in enumerate(content.split(";"), start=1):
+            raw = cell.strip()
+            name = LEGACY_COLUMNS.get(raw.lower(), raw.lower())
+            if name not in COLUMNS:
+                valid = ", ".join(COLUMNS) + " (legacy: " + ", ".join(LEGACY_COLUMNS) + ")"
+                self.problem(
+                    number, f"unknown column; valid: {valid}", column=raw, position=position
+                )
+                ok = False
+            elif name in names:
+                self.problem(number, "column appears twice", column=raw, position=position)
+                ok = False
+            names.append(name)
+        missing = [name for name in REQUIRED_COLUMNS if name not in names]
+        if missing:
+            self.problem(number, f"table header lacks required column(s) {', '.join(missing)}")
+            ok = False
+        return tuple(names) if ok else None
+
+    def task(
+        self,
+        index: int,
+        number: int,
+        content: str,
+        columns: tuple[str, ...],
+        settings: JobSettings,
+    ) -> Task | None:
+        problems_before = len(self.problems)
+        raw = [cell.strip() for cell in content.split(";")]
+        if len(raw) > len(columns):
+            self.problem(
+                number,
+                f"row has {len(raw)} cells but the header has {len(columns)}; remove the extra "
+                "';' (a comment cannot hold ';' or '#')",
+            )
+        values = dict(zip(columns, raw + [""] * (len(columns) - len(raw)), strict=False))
+        tile_text = values["tile"]
+        enabled = "!" not in tile_text
+        fields: dict[str, object] = {}
+        readers: dict[str, Callable[[str], object]] = {
+            "tile": lambda text: self.tile(text.replace("!", "").strip()),
+            "date_min": lambda text: cells.parse_date_spec(text, open_as=cells.OPEN_DATE_MIN),
+            "date_max": lambda text: cells.parse_date_spec(text, open_as=cells.OPEN_DATE_MAX),
+            "max_clouds": cells.parse_max_clouds,
+            "provider": lambda text: self.provider(text) if text else settings.provider,
+            # An empty filter_max_pb cell means off, in sen2chain too.
+            "filter_max_pb": lambda text: cells.parse_optional_bool(text, empty=False),
+            "pb_min": cells.parse_baseline_limit,
+            "pb_max": cells.parse_baseline_limit,
+            "download": cells.parse_download,
+            "compute_l2a": lambda text: cells.parse_optional_bool(text, empty=False),
+            "cloudmasks": cells.parse_cloudmasks,
+            "indices": cells.parse_indices,
+            "remove": cells.parse_remove,
+            "comments": str,
+        }
+        for position, name in enumerate(columns, start=1):
+            try:
+                fields[name] = readers[name](values[name])
+            except CellError as error:
+                self.problem(number, str(error), column=name, position=position, value=values[name])
+        if len(self.problems) > problems_before:
+            return None
+        fields.setdefault("provider", settings.provider)
+        # sen2chain: no filter_max_pb column means the filter is on.
+        fields.setdefault("filter_max_pb", True)
+        if not self.ranges_ok(number, fields, columns):
+            return None
+        return Task(index=index, line=number, enabled=enabled, **fields)  # type: ignore[arg-type]
+
+    def tile(self, text: str) -> str:
+        try:
+            return validate_tile_id(text)
+        except TileIdError as error:
+            raise CellError(f"{error}; a '!' in the cell disables the row") from None
+
+    def ranges_ok(self, number: int, fields: dict[str, object], columns: tuple[str, ...]) -> bool:
+        ok = True
+        first, last = fields["date_min"], fields["date_max"]
+        low_date = first.fixed if isinstance(first, DateSpec) else None
+        high_date = last.fixed if isinstance(last, DateSpec) else None
+        if low_date and high_date and low_date > high_date:
+            self.problem(
+                number,
+                f"date_max is before date_min {low_date}; valid: a date on or after it",
+                column="date_max",
+                position=columns.index("date_max") + 1,
+                value=str(high_date),
+            )
+            ok = False
+        low, high = fields.get("pb_min"), fields.get("pb_max")
+        if isinstance(low, float) and isinstance(high, float) and low > high:
+            self.problem(
+                number,
+                f"pb_max is below pb_min {low}; valid: a baseline at least pb_min",
+                column="pb_max",
+                position=columns.index("pb_max") + 1,
+                value=str(high),
+            )
+            ok = False
+        return ok
+
+
+def parse_job_text(text: str, path: Path, *, providers: Collection[str] | None = None) -> JobFile:
+    """Parse a job file's text; ``path`` names the file and gives the jid.
+
+    Args:
+        text: the whole file content.
+        path: ``.../job_<jid>.cfg``; used for the jid and in messages.
+        providers: provider names that exist; None accepts any well-formed name.
+
+    Raises:
+        JobFileProblems: listing every problem of the file.
+    """
+    jid = jid_from_path(path)
+    parser = _Parser(text, path, providers)
+    problem = jid_problem(jid)
+    if problem:
+        parser.problem(None, problem)
+    settings, columns, header_line, tasks = parser.parse()
+    if parser.problems:
+        raise JobFileProblems(path, parser.problems)
+    return JobFile(jid, path, settings, tasks, columns, header_line, text)
+
+
+def jid_from_path(path: Path) -> str:
+    """``job_reunion.cfg`` -> ``reunion``."""
+    name = path.name
+    if name.startswith(JOB_FILE_PREFIX) and name.endswith(JOB_FILE_SUFFIX):
+        return name[len(JOB_FILE_PREFIX) : -len(JOB_FILE_SUFFIX)]
+    return path.stem
+
+
+def load_job(path: Path, *, providers: Collection[str] | None = None) -> JobFile:
+    """Read and validate one job file.
+
+    Args:
+        path: ``<library>/config/jobs/job_<jid>.cfg``.
+        providers: provider names that exist; None accepts any well-formed name.
+
+    Raises:
+        JobFileProblems: (a ``JobFileError``) listing every problem, each with its line,
+            column, value and the valid forms.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise JobFileProblems(
+            path, [JobProblem(path, None, f"cannot read: {error.strerror}")]
+        ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        message = f"not UTF-8 text (byte {data[error.start]:#04x}); save the file as UTF-8"
+        raise JobFileProblems(path, [JobProblem(path, line, message)]) from None
+    return parse_job_text(text, path, providers=providers)
+
+
+def load_jobs(
+    jobs_dir: Path, *, providers: Collection[str] | None = None
+) -> tuple[list[JobFile], list[JobFileError]]:
+    """Load every ``job_*.cfg`` of a folder; a broken file never stops the others.
+
+    Returns:
+        The valid jobs sorted by jid, and one error per broken file.
+    """
+    jobs: list[JobFile] = []
+    errors: list[JobFileError] = []
+    if not jobs_dir.is_dir():
+        return jobs, errors
+    for path in sorted(jobs_dir.glob(f"{JOB_FILE_PREFIX}*{JOB_FILE_SUFFIX}")):
+        try:
+            jobs.append(load_job(path, providers=providers))
+        except JobFileError as error:
+            errors.append(error)
+    return sorted(jobs, key=lambda job: job.jid), errors
