@@ -30,7 +30,10 @@ REMOVE_HELP = (
     "(remove only products with cloud cover >= NN %, 0..100), several joined with '/'; "
     "or empty/False (remove nothing)"
 )
-BASELINE_HELP = "valid: empty (no limit) or a processing baseline such as 4 or 05.10 (0..99.99)"
+BASELINE_HELP = (
+    "valid: empty (no limit) or a processing baseline written as in product names, "
+    "e.g. 04.00 or 05.09 for N0509 (0..99.99)"
+)
 MASKS_HELP = "or empty/False for no mask, several joined with '/'"
 INDICES_HELP = "several joined with '/', All for all twelve, or empty/False for none"
 

@@ -141,12 +141,16 @@ class JobProblem:
 class JobFileProblems(JobFileError):
     """A job file has one or more problems; ``problems`` lists every one of them."""
 
-    def __init__(self, path: Path, problems: Collection[JobProblem]) -> None:
+    def __init__(
+        self, path: Path, problems: Collection[JobProblem], *, intro: str | None = None
+    ) -> None:
         self.path = path
         self.problems = tuple(problems)
         count = len(self.problems)
         lines = "\n".join(f"  {problem}" for problem in self.problems)
-        super().__init__(f"job file {path} has {count} problem{'s' * (count != 1)}:\n{lines}")
+        plural = "s" * (count != 1)
+        intro = intro or f"job file {path} has"
+        super().__init__(f"{intro} {count} problem{plural}:\n{lines}")
 
 
 def task_chunks(tasks: tuple[Task, ...], process_by_line: int) -> list[tuple[Task, ...]]:
