@@ -23,7 +23,9 @@ from s2_assets.errors import StagingError
 from s2_assets.providers.chiller import ChillerJob, ChillerStatus, normalise_paths
 
 CURSOR_VERSION = 1
-_CURSOR_KEYS = ("version", "partitions", "jobs", "staged")
+_CURSOR_KEYS = ("version", "files", "partitions", "jobs", "staged", "lost")
+# How many not-staged files the cursor remembers for the UI (the newest win).
+LOST_KEPT = 200
 
 
 class StagingService(Protocol):
@@ -158,6 +160,7 @@ class StagingLedger:
         }
         self.jobs: dict[str, OpenJob] = {job.job_id: job for job in jobs}
         self.staged: set[str] = set(staged)
+        self.lost: dict[str, str] = {}
 
     def add(self, requests: Mapping[str, Iterable[str]]) -> list[str]:
         """Ask for ``requests`` (partition key -> files) to be staged.
@@ -231,12 +234,14 @@ class StagingLedger:
         staged_now = set(staged) & set(job.files)
         self.staged |= staged_now
         not_staged = tuple(sorted(set(job.files) - staged_now))
+        self._remember_lost(not_staged, f"job {job_id} finished without staging it")
         return JobOutcome(job_id, "finished", not_staged, self._drop(not_staged))
 
     def fail(self, job_id: str, end: str, reason: str) -> JobOutcome:
         """Close a job that ended without staging (``end``: ``failed`` or ``timed out``)."""
         job = self.jobs.pop(job_id, None) or self._job(job_id)
         lost = tuple(sorted(job.files))
+        self._remember_lost(lost, f"job {job_id} {end}: {reason}")
         return JobOutcome(job_id, end, lost, self._drop(lost), reason)
 
     def take_ready(self) -> list[str]:
@@ -306,23 +311,38 @@ class StagingLedger:
         return report
 
     def to_json(self) -> str:
-        """The ledger as a compact JSON string (a sensor cursor)."""
+        """The ledger as a compact JSON string (a sensor cursor).
+
+        Every path is written once in ``files``; partitions, jobs and ``staged`` refer to it
+        by index, which halves the size (ten years of one tile, L1C and L2A: about 200 kB).
+        ``lost`` keeps the latest files that were not staged, readable in the UI.
+        """
+        table = sorted(
+            {p for files in self.partitions.values() for p in files}
+            | self.open_files()
+            | self.staged
+        )
+        index = {path: number for number, path in enumerate(table)}
         return json.dumps(
             {
                 "version": CURSOR_VERSION,
-                "partitions": {key: list(files) for key, files in sorted(self.partitions.items())},
+                "files": table,
+                "partitions": {
+                    key: [index[p] for p in files] for key, files in sorted(self.partitions.items())
+                },
                 "jobs": [
                     {
                         "id": job.job_id,
                         "url": job.poll_url,
-                        "files": list(job.files),
+                        "files": [index[p] for p in job.files],
                         "submitted": job.submitted.isoformat(),
                         "poll_errors": job.poll_errors,
                         "last_error": job.last_error,
                     }
                     for job in self.jobs.values()
                 ],
-                "staged": sorted(self.staged),
+                "staged": sorted(index[p] for p in self.staged),
+                "lost": self.lost,
             },
             separators=(",", ":"),
         )
@@ -340,20 +360,30 @@ class StagingLedger:
             data: Any = json.loads(text)
             if not isinstance(data, dict) or data.get("version") != CURSOR_VERSION:
                 raise ValueError(f"expected an object with version {CURSOR_VERSION}")
+            table = [str(path) for path in data["files"]]
+
+            def paths(numbers: Iterable[int]) -> list[str]:
+                # Indices are non-negative by construction; a negative one means a bad cursor.
+                if any(not isinstance(n, int) or n < 0 for n in numbers):
+                    raise ValueError(f"file indices must be integers >= 0: {numbers!r}")
+                return [table[n] for n in numbers]
+
             jobs = [
                 OpenJob(
                     job_id=str(item["id"]),
                     poll_url=str(item["url"]),
-                    files=tuple(str(path) for path in item["files"]),
+                    files=tuple(paths(item["files"])),
                     submitted=_utc(datetime.fromisoformat(item["submitted"]), "submitted"),
                     poll_errors=int(item.get("poll_errors", 0)),
                     last_error=str(item.get("last_error", "")),
                 )
                 for item in data["jobs"]
             ]
-            partitions = {str(key): list(files) for key, files in data["partitions"].items()}
-            return cls(partitions, jobs, [str(path) for path in data["staged"]])
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            partitions = {str(key): paths(numbers) for key, numbers in data["partitions"].items()}
+            ledger = cls(partitions, jobs, paths(data["staged"]))
+            ledger.lost = {str(path): str(why) for path, why in data.get("lost", {}).items()}
+            return ledger
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             raise StagingError(
                 f"unreadable staging cursor ({type(exc).__name__}: {exc}); expected JSON with "
                 f"keys {', '.join(_CURSOR_KEYS)} as written by StagingLedger.to_json: "
@@ -378,6 +408,13 @@ class StagingLedger:
             del self.partitions[key]
         self._prune()
         return dropped
+
+    def _remember_lost(self, files: Iterable[str], why: str) -> None:
+        for path in files:
+            self.lost.pop(path, None)
+            self.lost[path] = why
+        for path in list(self.lost)[: max(len(self.lost) - LOST_KEPT, 0)]:
+            del self.lost[path]
 
     def _prune(self) -> None:
         # Staged files only matter while a waiting partition needs them.

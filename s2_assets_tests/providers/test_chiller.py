@@ -290,7 +290,7 @@ class _RecordingSession(requests.Session):
         super().__init__()
         self.verify_seen: list[Any] = []
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
         self.verify_seen.append(kwargs.get("verify"))
         return super().request(method, url, *args, **kwargs)
 
