@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import dagster as dg
 
 from s2_assets.assets.acquisitions import build_acquisitions
 from s2_assets.assets.products import build_product_asset
+from s2_assets.jobs.automation import (
+    build_broken_job_schedule,
+    build_job_schedule,
+    build_new_acquisitions_sensor,
+)
+from s2_assets.jobs.jobfile import jid_from_path, load_jobs
+from s2_assets.library import Library
 from s2_assets.partitions import tile_date_partitions
 from s2_assets.resources.library import LibraryResource
 from s2_assets.resources.providers import ArchiveResource, ProvidersResource
@@ -24,8 +32,22 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         acquisitions = build_acquisitions(settings.first_day)
         l1c = build_product_asset("L1C", partitions, acquisitions)
         l2a = build_product_asset("L2A", partitions, acquisitions)
+    jobs, errors = load_jobs(Library(settings.data_home).jobs_dir)
+    automation: list[dg.ScheduleDefinition] = []
+    asset_jobs = []
+    for job in jobs:
+        asset_job, schedule = build_job_schedule(job, acquisitions, settings.timezone)
+        asset_jobs.append(asset_job)
+        automation.append(schedule)
+    for error in errors:
+        path = Path(str(getattr(error, "path", "job file")))
+        automation.append(build_broken_job_schedule(str(path), jid_from_path(path), str(error)))
+    product_assets = [l1c, l2a]
     return dg.Definitions(
-        assets=[acquisitions, l1c, l2a],
+        assets=[acquisitions, *product_assets],
+        jobs=asset_jobs,
+        schedules=automation,
+        sensors=[build_new_acquisitions_sensor(product_assets)],
         resources={
             "library": LibraryResource(root=str(settings.data_home)),
             "providers": ProvidersResource(

@@ -16,8 +16,26 @@ import dagster as dg
 
 from s2_assets.definitions import build_definitions
 from s2_assets.demo import DEMO_PRODUCTS, DEMO_TILES, build_archive
+from s2_assets.options import JOB_TAG
 from s2_assets.settings import Settings
 
+DEMO_JOB = """# Demo job: what a sen2chain job file looks like. Its schedule (demo_schedule) is stopped;
+# start it in the UI (Automation) to refresh the catalogue weekly.
+logs = False
+timing = 0 3 * * 1
+provider = archive
+tries = 1
+sleep = 0
+nb_proc = 2
+copy_L2A_sideproducts = False
+clean_before = False
+clean_after = False
+process_by_line = 0
+
+tile;date_min;date_max;max_clouds;provider;filter_max_pb;download;compute_l2a;cloudmasks;indices;remove;comments
+40KCB;2022-01-01;2022-02-10;80;archive;True;l1c;False;;;;Reunion
+31UFS;2022-01-01;2022-02-10;80;archive;True;l1c;False;;;;Paris
+"""
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
@@ -52,6 +70,9 @@ class DemoPaths:
 def prepare(paths: DemoPaths, instance_config: Path) -> None:
     """Create the demo folders and the instance's dagster.yaml; set the environment."""
     paths.dagster_home.mkdir(parents=True, exist_ok=True)
+    jobs = paths.library / "config" / "jobs"
+    jobs.mkdir(parents=True, exist_ok=True)
+    (jobs / "job_demo.cfg").write_text(DEMO_JOB, encoding="utf-8")
     shutil.copyfile(instance_config, paths.dagster_home / "dagster.yaml")
     os.environ.update(paths.environment())
 
@@ -69,6 +90,7 @@ def run_demo(paths: DemoPaths, instance_config: Path, *, size: int = 120) -> dic
                 instance=instance,
                 asset_selection=[dg.AssetKey("acquisitions")],
                 partition_key=tile,
+                tags={JOB_TAG: "demo"},
                 run_config={"ops": {"acquisitions": {"config": {"start": "2022-01-01"}}}},
             )
             if not result.success:

@@ -23,12 +23,14 @@ class Settings:
         archive_root: Local archive of product zips (``S2_ARCHIVE_ROOT``); empty: none.
         date_start: First day of the ``date`` partitions (``S2_DATE_START``).
         default_provider: Provider for tasks that name none (``S2_DEFAULT_PROVIDER``).
+        timezone: Time zone of the job files' ``timing`` crons (``S2_TIMEZONE``).
     """
 
     data_home: Path
     archive_root: str = ""
     date_start: str = DEFAULT_DATE_START
     default_provider: str = "archive"
+    timezone: str = "UTC"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -44,6 +46,7 @@ class Settings:
             archive_root=os.environ.get("S2_ARCHIVE_ROOT", ""),
             date_start=start,
             default_provider=os.environ.get("S2_DEFAULT_PROVIDER", "archive"),
+            timezone=os.environ.get("S2_TIMEZONE", "UTC"),
         )
 
     @property

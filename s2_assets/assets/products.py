@@ -6,44 +6,57 @@ in the catalogue is recorded as checked with ``products: 0``: Dagster materializ
 of a ranged run, and one run per acquisition day would cost seconds of start-up each.
 """
 
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import dagster as dg
 
 from s2_assets import catalogue
 from s2_assets.errors import ProductOfflineError, S2AssetsError
+from s2_assets.jobs.jobfile import load_jobs
 from s2_assets.library import Library, directory_bytes
+from s2_assets.options import JOB_TAG, TaskOptions, options_for
 from s2_assets.partitions import TileDate
-from s2_assets.providers.base import ProductRecord, filter_records
+from s2_assets.providers.base import ProductRecord
 from s2_assets.resources.library import LibraryResource
 from s2_assets.resources.providers import ProvidersResource
 
 
 class SelectionConfig(dg.Config):
-    """Which of a partition's products to take (a job task's filters).
+    """Overrides of the governing job task's filters; unset fields keep the task's values
+    (or, for a tile no job lists, the defaults in ``s2_assets.options``).
 
     Attributes:
         max_cloud: Highest cloud cover in percent, inclusive; unknown cover is kept.
         pb_min: Lowest processing baseline (e.g. 4.0), inclusive.
         pb_max: Highest processing baseline, inclusive.
         filter_max_pb: Keep only the newest baseline of each acquisition.
-        provider: Only this provider's products; empty takes any in the catalogue.
+        provider: Only this provider's products.
     """
 
-    max_cloud: float = 100.0
+    max_cloud: float | None = None
     pb_min: float | None = None
     pb_max: float | None = None
-    filter_max_pb: bool = True
-    provider: str = ""
+    filter_max_pb: bool | None = None
+    provider: str | None = None
+
+    def apply(self, options: TaskOptions) -> TaskOptions:
+        overrides = {k: v for k, v in self.model_dump().items() if v is not None}
+        return replace(options, **overrides)
 
 
-def choose(records: list[ProductRecord], config: SelectionConfig) -> list[ProductRecord]:
-    return filter_records(
-        records,
-        max_cloud=config.max_cloud,
-        pb_min=config.pb_min,
-        pb_max=config.pb_max,
-        keep_max_baseline=config.filter_max_pb,
-    )
+class RunOptions:
+    """Options per (tile, date) for one run: job files read once, task looked up per key."""
+
+    def __init__(self, context: dg.AssetExecutionContext, lib: Library) -> None:
+        self.jobs, errors = load_jobs(lib.jobs_dir)
+        for error in errors:
+            context.log.warning(str(error))
+        self.job = context.run.tags.get(JOB_TAG)
+        self.today = datetime.now(UTC).date()
+
+    def __call__(self, key: TileDate) -> TaskOptions:
+        return options_for(self.jobs, key.tile, key.date, today=self.today, job=self.job)
 
 
 def acquire(record: ProductRecord, lib: Library, providers: ProvidersResource) -> bool:
@@ -101,6 +114,7 @@ def build_product_asset(
         providers: ProvidersResource,
     ) -> dg.MaterializeResult:
         lib = library.library()
+        options_of = RunOptions(context, lib)
         tables: dict[str, list[ProductRecord]] = {}
         failures: list[str] = []
         counts = {"partitions": 0, "products": 0, "fetched": 0}
@@ -110,9 +124,7 @@ def build_product_asset(
                 tables[key.tile] = catalogue.read_table(lib.acquisitions_path(key.tile))
             rows = catalogue.select(tables[key.tile], level=level, day=key.date)
             fetched, offline = [], []
-            for record in choose(rows, config):
-                if config.provider and record.provider != config.provider:
-                    continue
+            for record in config.apply(options_of(key)).select(rows):
                 try:
                     if acquire(record, lib, providers):
                         fetched.append(record.product_id)
