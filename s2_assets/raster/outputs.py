@@ -1,0 +1,114 @@
+"""One output file in the making: its writer, running statistics and quicklook.
+
+Strips arrive in order; each updates the file, the value statistics and the quicklook
+sample, so nothing of the whole raster is ever held in memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from s2_assets.raster.io import OutputFormat, RasterWriter
+from s2_assets.raster.quicklook import Sampler
+from s2_assets.raster.types import Grid, RasterStats, WrittenRaster
+
+
+class StatsAccumulator:
+    """Running pixel counts, minimum, maximum and sum of stored values."""
+
+    def __init__(self) -> None:
+        self.valid = 0
+        self.masked = 0
+        self.nodata = 0
+        self._min: int | None = None
+        self._max: int | None = None
+        self._sum = 0.0
+        self._count = 0
+
+    def add(
+        self,
+        values: NDArray[np.integer],
+        *,
+        include: NDArray[np.bool_],
+        valid: int,
+        masked: int,
+        nodata: int,
+    ) -> None:
+        """Add a strip: ``include`` picks the ``values`` for min, max and mean; the three
+        counts say how many of its pixels were valid, masked and without data."""
+        picked = values[include]
+        self.valid += valid
+        self.masked += masked
+        self.nodata += nodata
+        if picked.size:
+            low, high = int(picked.min()), int(picked.max())
+            self._min = low if self._min is None else min(self._min, low)
+            self._max = high if self._max is None else max(self._max, high)
+            self._sum += float(picked.sum(dtype=np.int64))
+            self._count += int(picked.size)
+
+    def result(self, scale: float) -> RasterStats:
+        """Statistics with values multiplied by ``scale`` (physical units)."""
+        return RasterStats(
+            valid_pixels=self.valid,
+            masked_pixels=self.masked,
+            nodata_pixels=self.nodata,
+            minimum=None if self._min is None else self._min * scale,
+            maximum=None if self._max is None else self._max * scale,
+            mean=self._sum / self._count * scale if self._count else None,
+        )
+
+
+class OutputFile:
+    """A mask or index file being written strip by strip, published atomically."""
+
+    def __init__(
+        self,
+        path: Path,
+        grid: Grid,
+        *,
+        kind: str,
+        name: str,
+        mask_spec: str | None,
+        dtype: str,
+        nodata: int,
+        output: OutputFormat,
+        scale: float = 1.0,
+    ) -> None:
+        self.kind, self.name, self.mask_spec = kind, name, mask_spec
+        self.nodata = nodata
+        self.scale = scale
+        self.stats = StatsAccumulator()
+        self.sampler = Sampler(grid.height, grid.width)
+        self.writer = RasterWriter(
+            path,
+            grid,
+            dtype=dtype,
+            nodata=nodata,
+            output=output,
+            scale=scale if kind == "index" else None,
+        )
+
+    def write(self, start: int, stored: NDArray[np.integer]) -> None:
+        """Write a strip of stored values starting at row ``start``."""
+        self.writer.write_rows(start, stored)
+
+    def publish(self, ramp: str | None) -> WrittenRaster:
+        """Encode and rename the file into place; describe what was written."""
+        size = self.writer.publish()
+        return WrittenRaster(
+            path=self.writer.path,
+            kind=self.kind,
+            name=self.name,
+            mask_spec=self.mask_spec,
+            size_bytes=size,
+            statistics=self.stats.result(self.scale),
+            quicklook_png=self.sampler.png(ramp),
+        )
+
+    def discard(self) -> None:
+        """Remove every temporary file of this output."""
+        self.writer.discard()
