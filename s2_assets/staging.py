@@ -311,7 +311,11 @@ class StagingLedger:
         return report
 
     def to_json(self) -> str:
-        """The ledger as a compact JSON string (a sensor cursor).
+        """The ledger as a compact JSON string (a sensor cursor); see ``to_dict``."""
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ledger as JSON-ready data, to nest in a larger cursor.
 
         Every path is written once in ``files``; partitions, jobs and ``staged`` refer to it
         by index, which halves the size (ten years of one tile, L1C and L2A: about 200 kB).
@@ -323,29 +327,26 @@ class StagingLedger:
             | self.staged
         )
         index = {path: number for number, path in enumerate(table)}
-        return json.dumps(
-            {
-                "version": CURSOR_VERSION,
-                "files": table,
-                "partitions": {
-                    key: [index[p] for p in files] for key, files in sorted(self.partitions.items())
-                },
-                "jobs": [
-                    {
-                        "id": job.job_id,
-                        "url": job.poll_url,
-                        "files": [index[p] for p in job.files],
-                        "submitted": job.submitted.isoformat(),
-                        "poll_errors": job.poll_errors,
-                        "last_error": job.last_error,
-                    }
-                    for job in self.jobs.values()
-                ],
-                "staged": sorted(index[p] for p in self.staged),
-                "lost": self.lost,
+        return {
+            "version": CURSOR_VERSION,
+            "files": table,
+            "partitions": {
+                key: [index[p] for p in files] for key, files in sorted(self.partitions.items())
             },
-            separators=(",", ":"),
-        )
+            "jobs": [
+                {
+                    "id": job.job_id,
+                    "url": job.poll_url,
+                    "files": [index[p] for p in job.files],
+                    "submitted": job.submitted.isoformat(),
+                    "poll_errors": job.poll_errors,
+                    "last_error": job.last_error,
+                }
+                for job in self.jobs.values()
+            ],
+            "staged": sorted(index[p] for p in self.staged),
+            "lost": self.lost,
+        }
 
     @classmethod
     def from_json(cls, text: str | None) -> StagingLedger:
@@ -358,11 +359,23 @@ class StagingLedger:
             return cls()
         try:
             data: Any = json.loads(text)
+        except ValueError as exc:
+            raise StagingError(f"staging cursor is not JSON ({exc}): {text[:120]!r}") from exc
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> StagingLedger:
+        """Rebuild a ledger from ``to_dict`` output.
+
+        Raises:
+            StagingError: naming what is wrong with the data and the expected keys.
+        """
+        try:
             if not isinstance(data, dict) or data.get("version") != CURSOR_VERSION:
                 raise ValueError(f"expected an object with version {CURSOR_VERSION}")
             table = [str(path) for path in data["files"]]
 
-            def paths(numbers: Iterable[int]) -> list[str]:
+            def paths(numbers: list[int]) -> list[str]:
                 # Indices are non-negative by construction; a negative one means a bad cursor.
                 if any(not isinstance(n, int) or n < 0 for n in numbers):
                     raise ValueError(f"file indices must be integers >= 0: {numbers!r}")
@@ -386,8 +399,8 @@ class StagingLedger:
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             raise StagingError(
                 f"unreadable staging cursor ({type(exc).__name__}: {exc}); expected JSON with "
-                f"keys {', '.join(_CURSOR_KEYS)} as written by StagingLedger.to_json: "
-                f"{text[:120]!r}"
+                f"keys {', '.join(_CURSOR_KEYS)} as written by StagingLedger.to_dict: "
+                f"{str(data)[:120]!r}"
             ) from exc
 
     def _job(self, job_id: str) -> OpenJob:

@@ -316,6 +316,8 @@ def test_cursor_round_trip() -> None:
     assert again.jobs == ledger.jobs
     assert again.staged == ledger.staged
     assert len(json.loads(ledger.to_json())["files"]) == 3
+    nested = json.loads(json.dumps({"after": 17, "ledger": ledger.to_dict()}))
+    assert StagingLedger.from_dict(nested["ledger"]).jobs == ledger.jobs
     assert StagingLedger.from_json(None).partitions == {}
 
 
