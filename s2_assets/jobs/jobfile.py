@@ -112,8 +112,9 @@ class _Parser:
             key = match[1].lower() if match else ""
             if key in SETTING_KEYS and match:
                 if key in raw:
-                    self.problem(number, f"setting {key!r} repeats line {raw[key][0]}")
-                raw[key] = (number, (match[2] or "").strip())
+                    self.problem(number, f"setting {key!r} repeats line {raw[key][0]}; keep one")
+                else:
+                    raw[key] = (number, (match[2] or "").strip())
             elif ";" in content:
                 header = (number, content)
             elif match:
