@@ -193,7 +193,7 @@ class Downloader:
             record.location or f"{self._settings.download_url}/Products({record.remote_id})/$value"
         )
         expected = record.size
-        failures = 0
+        failures = busy = 0
         refreshed = False
         last = ""
         while True:
@@ -203,10 +203,13 @@ class Downloader:
                 offset = 0
             if expected is not None and offset == expected and offset > 0:
                 return
-            if failures > self._settings.download_retries:
-                raise CdseDownloadError(f"{pid}: gave up after {failures} failed tries ({last})")
+            if failures > self._settings.download_retries or busy > self._settings.busy_retries:
+                raise CdseDownloadError(
+                    f"{pid}: gave up after {failures + busy} tries without progress ({last})"
+                )
             token = self._tokens.token()
             retry_after: str | None = None
+            end = offset
             try:
                 with self._open(pid, url, token, offset) as response:
                     status = response.status_code
@@ -228,15 +231,16 @@ class Downloader:
                                 f"{expected}"
                             )
                         moved, cut = self._stream(response, part, start)
-                        if cut is None and (expected is None or start + moved == expected):
+                        end = start + moved
+                        if cut is None and (expected is None or end == expected):
                             return
-                        last = f"connection lost at byte {start + moved} ({cut or 'short body'})"
+                        last = f"connection lost at byte {end} ({cut or 'short body'})"
                     elif status == 416:
                         part.unlink(missing_ok=True)
-                        moved, last = 0, "HTTP 416 (range not satisfiable): starting over"
+                        last = "HTTP 416 (range not satisfiable): starting over"
                     elif status == 429 or status >= 500:
                         retry_after = response.headers.get("Retry-After")
-                        moved, last = 0, server_reason(response)
+                        last = server_reason(response)
                     elif status in _MAYBE_OFFLINE and self._is_online(record) is False:
                         raise ProductOfflineError(
                             f"{pid} is offline at CDSE ({server_reason(response)}); "
@@ -248,14 +252,23 @@ class Downloader:
                             f"{server_reason(response)}"
                         )
             except requests.RequestException as exc:
-                moved, last = 0, f"no connection ({type(exc).__name__})"
-            if moved > 0:
-                failures, refreshed = 0, False
+                last = f"no connection ({type(exc).__name__})"
+            # Progress means the file got longer than it was: a resume keeps those bytes, so
+            # a connection that keeps breaking but moves forward is not a failure.
+            if end > offset:
+                failures = busy = 0
+                refreshed = False
                 log.info("%s: %s; resuming", pid, last)
                 continue
-            failures += 1
-            delay = self._settings.retry_delay(failures, retry_after)
-            log.warning("%s: %s; try %d again in %.1f s", pid, last, failures + 1, delay)
+            # A busy account (429) is waited out on its own, longer budget.
+            if last.startswith("HTTP 429"):
+                busy += 1
+                tries = busy
+            else:
+                failures += 1
+                tries = failures
+            delay = self._settings.retry_delay(tries, retry_after)
+            log.warning("%s: %s; trying again in %.2f s", pid, last, delay)
             self._sleep(delay)
 
     @contextmanager

@@ -57,6 +57,9 @@ class CdseSettings:
         search_retries: extra tries of a catalogue page after errors, 429s and 5xx.
         download_retries: extra tries of a download that makes no progress; an attempt that
             moved bytes forward resets the count, since a resume keeps them.
+        busy_retries: extra tries of a download answered 429 (account busy) with no
+            progress; counted apart from ``download_retries`` because waiting for a free
+            slot is normal when several processes share the account.
         backoff: first wait in seconds; doubles per failed try, with jitter.
         max_backoff: longest wait of our own.
         max_retry_after: longest ``Retry-After`` honoured; a longer one is cut to this.
@@ -78,6 +81,7 @@ class CdseSettings:
     read_timeout: float = 120.0
     search_retries: int = 4
     download_retries: int = 6
+    busy_retries: int = 30
     backoff: float = 2.0
     max_backoff: float = 120.0
     max_retry_after: float = 600.0
@@ -98,8 +102,8 @@ class CdseSettings:
             problems.append(f"chunk_size={self.chunk_size} (valid: 1 or more)")
         if self.max_parallel_downloads < 1:
             problems.append(f"max_parallel_downloads={self.max_parallel_downloads} (valid: >= 1)")
-        if min(self.search_retries, self.download_retries) < 0:
-            problems.append("search_retries and download_retries must be 0 or more")
+        if min(self.search_retries, self.download_retries, self.busy_retries) < 0:
+            problems.append("search_retries, download_retries, busy_retries must be >= 0")
         for name in ("catalogue_url", "download_url", "token_url"):
             if urlsplit(getattr(self, name)).scheme not in ("http", "https"):
                 problems.append(f"{name}={getattr(self, name)!r} (valid: an http(s) URL)")

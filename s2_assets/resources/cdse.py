@@ -36,6 +36,9 @@ class CdseResource(dg.ConfigurableResource):
     download_retries: int = Field(
         default=6, description="Extra tries of a download that makes no progress."
     )
+    busy_retries: int = Field(
+        default=30, description="Extra tries of a download answered 429 (account busy)."
+    )
     backoff_seconds: float = Field(default=2.0, description="First wait; doubles per try.")
     max_backoff_seconds: float = Field(default=120.0, description="Longest wait of our own.")
     max_retry_after_seconds: float = Field(
@@ -70,6 +73,7 @@ class CdseResource(dg.ConfigurableResource):
             read_timeout=self.read_timeout,
             search_retries=self.search_retries,
             download_retries=self.download_retries,
+            busy_retries=self.busy_retries,
             backoff=self.backoff_seconds,
             max_backoff=self.max_backoff_seconds,
             max_retry_after=self.max_retry_after_seconds,
