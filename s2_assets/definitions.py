@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from s2_assets.assets.acquisitions import build_acquisitions
+from s2_assets.assets.derived import build_cloudmask_asset, build_indices_asset
 from s2_assets.assets.products import build_product_asset
 from s2_assets.jobs.automation import (
     build_broken_job_schedule,
@@ -32,6 +33,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         acquisitions = build_acquisitions(settings.first_day)
         l1c = build_product_asset("L1C", partitions, acquisitions)
         l2a = build_product_asset("L2A", partitions, acquisitions)
+        cloudmask = build_cloudmask_asset(partitions, l2a)
+        indices = build_indices_asset(partitions, l2a, cloudmask)
     jobs, errors = load_jobs(Library(settings.data_home).jobs_dir)
     automation: list[dg.ScheduleDefinition] = []
     asset_jobs = []
@@ -42,7 +45,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     for error in errors:
         path = Path(str(getattr(error, "path", "job file")))
         automation.append(build_broken_job_schedule(str(path), jid_from_path(path), str(error)))
-    product_assets = [l1c, l2a]
+    product_assets = [l1c, l2a, cloudmask, indices]
     return dg.Definitions(
         assets=[acquisitions, *product_assets],
         jobs=asset_jobs,

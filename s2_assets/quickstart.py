@@ -1,8 +1,8 @@
 """The demo behind the README's first command: a small archive, two tiles, real runs.
 
 Builds a demo archive of product zips, points the library and a SQLite ``DAGSTER_HOME`` into
-``demo_data/``, registers the tiles, and materializes ``acquisitions`` then ``l1c`` and
-``l2a`` as one ranged run per tile, exactly as a backfill would.
+``demo_data/``, registers the tiles, and materializes ``acquisitions``, then ``l1c``,
+``l2a``, ``cloudmask`` and three indices as one ranged run per tile, as a backfill would.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ clean_after = False
 process_by_line = 0
 
 tile;date_min;date_max;max_clouds;provider;filter_max_pb;download;compute_l2a;cloudmasks;indices;remove;comments
-40KCB;2022-01-01;2022-02-10;80;archive;True;l1c;False;;;;Reunion
-31UFS;2022-01-01;2022-02-10;80;archive;True;l1c;False;;;;Paris
+40KCB;2022-01-01;2022-02-10;80;archive;True;l1c;False;CM004-CSH1-CMP1-CHP1-TCI1-ITER0;NDVI/NDWIGAO/EVI;;Reunion
+31UFS;2022-01-01;2022-02-10;80;archive;True;l1c;False;CM004-CSH1-CMP1-CHP1-TCI1-ITER0;NDVI/NDWIGAO/EVI;;Paris
 """
+DEMO_ASSETS = ("l1c", "l2a", "cloudmask", "ndvi", "ndwigao", "evi")
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
@@ -99,11 +100,11 @@ def run_demo(paths: DemoPaths, instance_config: Path, *, size: int = 120) -> dic
             days = sorted(p.sensing.date() for p in DEMO_PRODUCTS if p.tile == tile)
             result = job.execute_in_process(
                 instance=instance,
-                asset_selection=[dg.AssetKey("l1c"), dg.AssetKey("l2a")],
+                asset_selection=[dg.AssetKey(k) for k in DEMO_ASSETS],
                 tags={RANGE_START_TAG: f"{days[0]}|{tile}", RANGE_END_TAG: f"{days[-1]}|{tile}"},
                 run_config={"ops": {op: {"config": {"max_cloud": 80.0}} for op in ("l1c", "l2a")}},
             )
             if not result.success:
-                raise RuntimeError(f"l1c/l2a failed for {tile}")
+                raise RuntimeError(f"products failed for {tile}")
     library = paths.library / "data"
     return {level: sum(1 for _ in (library / level).glob("*/*.SAFE")) for level in ("L1C", "L2A")}

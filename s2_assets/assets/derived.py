@@ -1,0 +1,171 @@
+"""``cloudmask`` and the twelve index assets: thin glue over ``s2_assets.raster``.
+
+Both work on the L2A product(s) of each (tile, date) the run covers; which mask specs and
+indices a partition gets comes from run config, else its governing job task, else the
+defaults. Existing outputs are kept unless ``reprocess`` is set.
+"""
+
+from collections.abc import Sequence
+
+import dagster as dg
+
+from s2_assets.assets.products import RunOptions
+from s2_assets.errors import S2AssetsError
+from s2_assets.partitions import TileDate
+from s2_assets.products import read_metadata
+from s2_assets.raster.compute import compute_cloud_masks, compute_indices
+from s2_assets.raster.types import SideProducts, WrittenRaster
+from s2_assets.resources.library import LibraryResource
+from s2_assets.specs import DEFAULT_MASK_SPEC, INDEX_NAMES, parse_mask_spec
+
+
+class CloudMaskConfig(dg.Config):
+    """Attributes:
+    specs: Mask specs to compute; empty takes the governing task's (default CM004...ITER0).
+    fmt: ``tif`` (COG) or ``jp2`` (sen2chain's JPEG2000).
+    reprocess: Recompute masks that already exist.
+    """
+
+    specs: list[str] = []
+    fmt: str = "tif"
+    reprocess: bool = False
+
+
+class IndicesConfig(dg.Config):
+    """Attributes:
+    masks: Mask specs for the masked variants; empty takes the governing task's.
+    fmt: ``tif`` (COG) or ``jp2`` (sen2chain's lossy JPEG2000).
+    """
+
+    masks: list[str] = []
+    fmt: str = "tif"
+
+
+def _specs(requested: Sequence[str]) -> list[str]:
+    try:
+        return [str(parse_mask_spec(spec)) for spec in requested]
+    except S2AssetsError as exc:
+        raise dg.Failure(str(exc)) from exc
+
+
+def _written_metadata(written: list[WrittenRaster]) -> dict[str, object]:
+    metadata: dict[str, object] = {
+        "files": dg.MetadataValue.json([w.summary() for w in written]),
+        "count": len(written),
+    }
+    if written:
+        metadata["quicklook"] = dg.MetadataValue.md(written[0].quicklook_markdown())
+    return metadata
+
+
+def build_cloudmask_asset(
+    partitions_def: dg.MultiPartitionsDefinition, l2a: dg.AssetsDefinition
+) -> dg.AssetsDefinition:
+    """The ``cloudmask`` asset."""
+
+    @dg.asset(
+        partitions_def=partitions_def,
+        deps=[l2a],
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool="raster",
+        group_name="cloudmasks",
+        kinds={"geotiff"},
+    )
+    def cloudmask(
+        context: dg.AssetExecutionContext, config: CloudMaskConfig, library: LibraryResource
+    ) -> dg.MaterializeResult:
+        """One cloud-mask file per requested spec for each L2A of the tile and day."""
+        lib = library.library()
+        options_of = RunOptions(context, lib)
+        total = 0
+        for raw_key in context.partition_keys:
+            key = TileDate.parse(raw_key)
+            specs = _specs(config.specs or list(options_of(key).cloudmasks) or [DEFAULT_MASK_SPEC])
+            written: list[WrittenRaster] = []
+            for product in lib.products("L2A", key.tile, key.date):
+                out_dir = lib.mask_dir(key.tile, product.id)
+                todo = [
+                    s
+                    for s in specs
+                    if config.reprocess or not (out_dir / f"{product.id}_{s}.{config.fmt}").exists()
+                ]
+                if not todo:
+                    continue
+                written += compute_cloud_masks(
+                    product_id=product.id,
+                    safe_dir=product.path,
+                    side_products=SideProducts.find(out_dir),
+                    metadata=read_metadata(product.path),
+                    specs=todo,
+                    out_dir=out_dir,
+                    fmt=config.fmt,
+                )
+            total += len(written)
+            context.add_asset_metadata(
+                {"specs": dg.MetadataValue.json(specs), **_written_metadata(written)},
+                partition_key=raw_key,
+            )
+        return dg.MaterializeResult(metadata={"masks_written": total})
+
+    return cloudmask
+
+
+def build_indices_asset(
+    partitions_def: dg.MultiPartitionsDefinition,
+    l2a: dg.AssetsDefinition,
+    cloudmask: dg.AssetsDefinition,
+) -> dg.AssetsDefinition:
+    """One asset per index from one multi_asset: a run asking for several reads bands once."""
+    specs = [
+        dg.AssetSpec(
+            name.lower(),
+            partitions_def=partitions_def,
+            deps=[l2a, cloudmask],
+            skippable=True,
+            group_name="indices",
+            kinds={"geotiff"},
+            description=f"{name} of each L2A (raw and one masked variant per mask spec).",
+        )
+        for name in INDEX_NAMES
+    ]
+
+    @dg.multi_asset(
+        specs=specs,
+        can_subset=True,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool="raster",
+        name="indices",
+    )
+    def indices(context: dg.AssetExecutionContext, config: IndicesConfig, library: LibraryResource):
+        lib = library.library()
+        options_of = RunOptions(context, lib)
+        wanted = sorted(key.path[-1].upper() for key in context.selected_asset_keys)
+        for raw_key in context.partition_keys:
+            key = TileDate.parse(raw_key)
+            mask_specs = _specs(config.masks or list(options_of(key).cloudmasks))
+            by_index: dict[str, list[WrittenRaster]] = {name: [] for name in wanted}
+            for product in lib.products("L2A", key.tile, key.date):
+                mask_dir = lib.mask_dir(key.tile, product.id)
+                masks = {
+                    s: mask_dir / f"{product.id}_{s}.tif"
+                    for s in mask_specs
+                    if (mask_dir / f"{product.id}_{s}.tif").exists()
+                }
+                for item in compute_indices(
+                    product_id=product.id,
+                    safe_dir=product.path,
+                    metadata=read_metadata(product.path),
+                    indices=wanted,
+                    masks=masks,
+                    out_dir_for=lambda name, t=key.tile, p=product.id: lib.index_dir(name, t, p),
+                    fmt=config.fmt,
+                ):
+                    by_index[item.name].append(item)
+            for name, written in by_index.items():
+                context.add_asset_metadata(
+                    _written_metadata(written), asset_key=name.lower(), partition_key=raw_key
+                )
+        for name in wanted:
+            yield dg.MaterializeResult(asset_key=name.lower())
+
+    return indices
