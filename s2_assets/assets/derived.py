@@ -6,6 +6,7 @@ defaults. Existing outputs are kept unless ``reprocess`` is set.
 """
 
 from collections.abc import Sequence
+from functools import partial
 
 import dagster as dg
 
@@ -157,7 +158,7 @@ def build_indices_asset(
                     metadata=read_metadata(product.path),
                     indices=wanted,
                     masks=masks,
-                    out_dir_for=lambda name, t=key.tile, p=product.id: lib.index_dir(name, t, p),
+                    out_dir_for=partial(lib.index_dir, tile=key.tile, l2a_id=product.id),
                     fmt=config.fmt,
                 ):
                     by_index[item.name].append(item)

@@ -179,6 +179,8 @@ def build_new_acquisitions_sensor(
             job = run.tags.get(JOB_TAG) if run else None
             new_by_job.setdefault(job, []).extend(TileDate.parse(k) for k in keys)
         cursor = str(max(r.storage_id for r in records))
+        repository = context.repository_def
+        assert repository is not None, "sensor evaluated without its definitions"
         today = datetime.now(UTC).date()
         requests = []
         for job, keys in sorted(new_by_job.items(), key=lambda item: item[0] or ""):
@@ -190,7 +192,7 @@ def build_new_acquisitions_sensor(
                 continue
             tags = {JOB_TAG: job} if job else {}
             partitions = {dg.AssetKey(name): {str(k) for k in keys} for name, keys in plan.items()}
-            requests.append(backfill_request(partitions, context.repository_def.asset_graph, tags))
+            requests.append(backfill_request(partitions, repository.asset_graph, tags))
             context.log.info(
                 f"backfill for {job or 'manual refresh'}: "
                 + ", ".join(f"{name} x {len(keys)}" for name, keys in sorted(plan.items()))
