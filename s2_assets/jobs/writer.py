@@ -269,7 +269,7 @@ def _validated(text: str, path: Path) -> JobFile:
 
 def _commit(job: JobFile, lines: list[str]) -> JobFile:
     try:
-        current = job.path.read_text(encoding="utf-8")
+        current = job.path.read_bytes().decode("utf-8", errors="replace")
     except OSError as error:
         raise JobFileError(f"{job.path}: cannot read before writing: {error.strerror}") from None
     if current != job.text:

@@ -163,7 +163,10 @@ def test_empty_or_false_provider_cell_takes_the_job_provider() -> None:
 
 
 def test_full_header_with_baselines_and_all_forms() -> None:
-    row = "!40KCB;2020-01-01;today-3;0;peps;False;04.00;05.10;True;no;CM001/CM002-B11;All;l1c-all-cc90;x"
+    row = (
+        "!40KCB;2020-01-01;today-3;0;peps;False;04.00;05.10;True;no;CM001/CM002-B11;All;"
+        "l1c-all-cc90;x"
+    )
     _, (task,) = parse(job_text(row, header=FULL_HEADER))
     assert not task.enabled and task.tile == "40KCB"
     assert task.window(date(2024, 1, 10)) == (date(2020, 1, 1), date(2024, 1, 7))
@@ -278,7 +281,8 @@ def test_no_table_at_all() -> None:
 
 def test_every_cell_error_is_reported_with_line_field_and_value() -> None:
     rows = (
-        "40KCX;tomorrow;2020-13-01;120;peps dataspace;perhaps;04.00;N0510;l3a;si;OCM;NDVX;l1c-some;ok",
+        "40KCX;tomorrow;2020-13-01;120;peps dataspace;perhaps;04.00;N0510;l3a;si;OCM;NDVX;"
+        "l1c-some;ok",
         "40KCB;2021-01-01;2020-01-01;;;;06.00;05.00;;;;;;",
         "40KCB;;;;;;;;;;;;;;extra",
     )
