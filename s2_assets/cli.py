@@ -1,4 +1,4 @@
-"""The ``s2-assets`` command: the demo, and (as they land) jobs, clean and runs."""
+"""The ``s2-assets`` command: the demo, the UI on it, and job files (``s2-assets jobs``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from s2_assets.jobs.commands import add_jobs_parser
+from s2_assets.library import Library, default_root
 from s2_assets.quickstart import DemoPaths, run_demo
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +44,20 @@ def _ui(args: argparse.Namespace) -> int:
     os.execve(argv[0], argv, env)
 
 
+def schedule_status(name: str) -> str | None:
+    """``running``/``stopped`` for a schedule in the ``$DAGSTER_HOME`` instance; None if
+    there is no instance to ask. A schedule never started is stopped (its default)."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return None
+    import dagster as dg  # the rest of the CLI should not pay for importing Dagster
+
+    with dg.DagsterInstance.get() as instance:
+        for state in instance.all_instigator_state():
+            if state.name == name:
+                return state.status.value.lower()
+    return "stopped"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s2-assets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -58,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(handler=_ui)
+    add_jobs_parser(commands, lambda: Library(default_root()).jobs_dir, schedule_status)
     return parser
 
 
