@@ -126,7 +126,11 @@ class ProductName:
             stem = stem.removesuffix(suffix)
         stem = stem.upper()
         if match := _MODERN_RE.match(stem):
-            tile = validate_tile_id(match["tile"])
+            try:
+                tile = validate_tile_id(match["tile"])
+            except TileIdError as exc:
+                # Name the product, not only its tile: the tile alone does not say which file.
+                raise ProductNameError(f"invalid Sentinel-2 product name {name!r}: {exc}") from exc
             return cls(
                 sensing=_parse_stamp(match["sensing"], name),
                 mission=match["mission"],
