@@ -268,7 +268,8 @@ def run_sen2cor(
     """
     settings = settings or Sen2CorSettings()
     log = logger or logging.getLogger(__name__)
-    l1c_safe = l1c_safe.absolute()
+    # Sen2Cor runs in its own work folder: every path it gets must be absolute.
+    l1c_safe, scratch_root = l1c_safe.absolute(), scratch_root.absolute()
     l1c_name, baseline = _check_input(l1c_safe)
     install = choose_install(installs, baseline)
     if settings.gipp is not None and not settings.gipp.is_file():
@@ -286,7 +287,7 @@ def run_sen2cor(
             out,
             processing_baseline=baseline,
             resolution=settings.resolution,
-            gipp=settings.gipp,
+            gipp=settings.gipp.absolute() if settings.gipp else None,
             extra_args=settings.extra_args,
         )
         log.info("%s on %s: %s", install.describe(), l1c_name.id, shlex.join(argv))
@@ -369,14 +370,17 @@ def _run_in_own_group(
     stranger, and stragglers left by a finished Sen2Cor are stopped as well.
     """
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        try:
+            process = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise Sen2CorError(f"cannot start {argv[0]}: {exc}") from exc
     timed_out = False
     try:
         if not _wait_exited(process.pid, timeout_s):

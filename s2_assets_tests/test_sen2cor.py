@@ -288,7 +288,9 @@ def test_bashrc_install_with_a_hostile_library_path(
     bashrc.write_text(f'export PATH="{launcher.parent}:$PATH"\n')
     library = tmp_path / "lib $(touch $HOME/pwned)"
     shutil.copytree(l1c, library / l1c.name)
-    result = run_sen2cor(library / l1c.name, tmp_path / "TEMP", [discover_install(bashrc)])
+    monkeypatch.chdir(tmp_path)  # and a relative scratch folder: Sen2Cor works elsewhere
+    result = run_sen2cor(library / l1c.name, Path("TEMP"), [discover_install(bashrc)])
+    assert result.parent.parent == tmp_path / "TEMP"
     assert read_provenance(result)["SEN2COR_VERSION"] == "02.11.00"
     assert read_metadata(result).level == "L2A"
     assert not (tmp_path / "pwned").exists()
@@ -370,6 +372,9 @@ def test_bad_inputs_are_refused_before_running(
         run_sen2cor(l1c, scratch, [standin], Sen2CorSettings(gipp=tmp_path / "nope.xml"))
     with pytest.raises(Sen2CorError, match=r"needs a version >= 02.10.01; installed: 02.09.00"):
         run_sen2cor(l1c, scratch, [_install("02.09.00")])
+    gone = Sen2CorInstall(tmp_path / "uninstalled" / "L2A_Process", (2, 12, 3), False)
+    with pytest.raises(Sen2CorError, match=r"cannot start .*uninstalled/L2A_Process"):
+        run_sen2cor(l1c, scratch, [gone])
     assert not scratch.exists() or list(scratch.iterdir()) == []
 
 
