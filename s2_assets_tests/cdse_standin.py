@@ -28,6 +28,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -481,13 +482,23 @@ class _Handler(BaseHTTPRequestHandler):
             body = {"code": "DAT-ZIP-100", "message": "Max session number exceeded"}
             self._json(429, body, {"Retry-After": faults.retry_after})
             return
-        try:
-            self._stream(product)
-        finally:
-            with standin.lock:
-                stats.active_streams -= 1
+        released = False
 
-    def _stream(self, product: StandinProduct) -> None:
+        def release() -> None:
+            # Before the last bytes leave: a client that has read everything may open its
+            # next stream at once, and must find the slot free, as on the real service.
+            nonlocal released
+            if not released:
+                released = True
+                with standin.lock:
+                    stats.active_streams -= 1
+
+        try:
+            self._stream(product, release)
+        finally:
+            release()
+
+    def _stream(self, product: StandinProduct, release: Callable[[], None]) -> None:
         standin, faults = self.standin, self.standin.faults
         data = product.body
         with standin.lock:
@@ -521,9 +532,12 @@ class _Handler(BaseHTTPRequestHandler):
                 if faults.expire_tokens_at is not None and start + sent >= faults.expire_tokens_at:
                     faults.expire_tokens_at = None
                     standin.expire_access_tokens()
+                release()
                 self._drop()
                 return
             chunk = data[sent : min(sent + 16384, limit)]
+            if sent + len(chunk) == len(data):
+                release()
             self.wfile.write(chunk)
             sent += len(chunk)
             if faults.stream_delay:
