@@ -43,6 +43,8 @@ _OFF = frozenset({"", "false", "none"})
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TODAY_RE = re.compile(r"^today(?:\s*-\s*(\d+))?$", re.IGNORECASE)
 _REMOVE_RE = re.compile(r"^(l1c|l2a)(?:-(new|all))?(?:-cc(\d+))?$", re.IGNORECASE)
+# A century back is far before Sentinel-2 and keeps today-N clear of date.min.
+_MAX_DAYS_AGO = 36500
 _BASELINE_RE = re.compile(r"^\d{1,2}(?:\.\d{1,2})?$")
 
 
@@ -125,7 +127,10 @@ def parse_date_spec(text: str, *, open_as: date) -> DateSpec:
         return DateSpec(open_as=open_as)
     relative = _TODAY_RE.match(value)
     if relative:
-        return DateSpec(open_as=open_as, days_ago=int(relative[1] or 0))
+        days = int(relative[1] or 0)
+        if days > _MAX_DAYS_AGO:
+            raise CellError(f"today-N goes back at most {_MAX_DAYS_AGO} days; {DATE_HELP}")
+        return DateSpec(open_as=open_as, days_ago=days)
     if _DATE_RE.match(value):
         try:
             return DateSpec(open_as=open_as, fixed=date.fromisoformat(value))

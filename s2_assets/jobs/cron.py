@@ -108,10 +108,9 @@ def cron_problem(expression: str) -> str | None:
         expanded = [_expand(field, spec) for field, spec in zip(fields, _FIELDS, strict=True)]
     except _FieldError as error:
         return str(error)
-    days, months, weekdays = expanded[2], expanded[3], fields[4]
-    # Cron ORs day-of-month with a restricted weekday, so only an unrestricted weekday can
-    # leave a schedule that never fires.
-    if weekdays == "*" and min(days) > max(_MONTH_DAYS[month - 1] for month in months):
+    days, months = expanded[2], expanded[3]
+    # Dagster refuses these even with a weekday (which crontab would OR in), so we do too.
+    if min(days) > max(_MONTH_DAYS[month - 1] for month in months):
         return f"day {min(days)} never occurs in the chosen month(s): the schedule would never run"
     return None
 

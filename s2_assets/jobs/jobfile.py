@@ -10,7 +10,8 @@ Where we are stricter than sen2chain, on purpose: an unknown setting or column, 
 more cells than the header, or any value outside its forms is an error naming the file,
 line, column and value and listing what is valid (sen2chain silently dropped or defaulted
 them). Every problem of a file is reported at once. A row shorter than the header reads
-its missing trailing cells as empty, as sen2chain did. ``!`` rows are parsed and validated
+its missing trailing cells as empty, as sen2chain did. Rows are checked only once the
+header is valid (until then their columns are unknown). ``!`` rows are parsed and validated
 too, so re-enabling one can never break the job. The typed result lives in
 :mod:`s2_assets.jobs.model`.
 """

@@ -75,6 +75,12 @@ def test_bad_dates_list_the_valid_forms(text: str) -> None:
         cells.parse_date_spec(text, open_as=cells.OPEN_DATE_MIN)
 
 
+def test_today_minus_n_is_bounded() -> None:
+    assert cells.parse_date_spec("today-36500", open_as=cells.OPEN_DATE_MIN).days_ago == 36500
+    with pytest.raises(CellError, match="at most 36500 days"):
+        cells.parse_date_spec("today-99999999", open_as=cells.OPEN_DATE_MIN)
+
+
 def test_relative_date_moves_with_today() -> None:
     spec = DateSpec(open_as=cells.OPEN_DATE_MIN, days_ago=3)
     assert spec.resolve(date(2024, 1, 2)) == date(2023, 12, 30)
