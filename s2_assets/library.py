@@ -177,7 +177,11 @@ class Library:
         if final.exists() or final.is_symlink():
             aside = final.with_name(f".{final.name}.old-{os.getpid()}")
             os.replace(final, aside)
-            os.replace(staged, final)
+            try:
+                os.replace(staged, final)
+            except OSError:
+                os.replace(aside, final)  # put the old product back: never leave the name empty
+                raise
             if aside.is_dir() and not aside.is_symlink():
                 shutil.rmtree(aside, ignore_errors=True)
             else:
