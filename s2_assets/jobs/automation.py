@@ -10,6 +10,7 @@ new day, so ``BackfillPolicy.single_run`` makes it one ranged run per tile.
 """
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
@@ -209,6 +210,7 @@ def build_new_acquisitions_sensor(
 
 def build_broken_job_schedule(path_text: str, jid: str, error: str) -> dg.ScheduleDefinition:
     """A broken job file still shows in the UI: a schedule whose every tick says why it skips."""
+    jid = re.sub(r"[^A-Za-z0-9_]", "_", jid)  # the file name may not make a valid Dagster name
     asset_job = dg.define_asset_job(f"{jid}_job", selection=dg.AssetSelection.assets(ACQUISITIONS))
 
     @dg.schedule(
