@@ -87,7 +87,10 @@ class ArchiveProvider:
                 dd=f"{day.day:02d}",
                 name="X",
             )
-            folders.append(self.root / Path(pattern).parent)
+            folder = self.root / Path(pattern).parent
+            # A template without {platform} gives one folder for every mission: list it once.
+            if folder not in folders:
+                folders.append(folder)
         return folders
 
     def search(self, tile: str, level: str, start: date, end: date) -> list[ProductRecord]:
