@@ -1,6 +1,5 @@
 """``acquisitions``: the provider's catalogue of one tile, refreshed over a date window."""
 
-
 from datetime import UTC, date, datetime
 
 import dagster as dg
