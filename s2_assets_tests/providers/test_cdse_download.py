@@ -99,11 +99,11 @@ def test_connection_cut_half_way_resumes_with_range(
     verify_zip(path, l1c)
     _only_final(tmp_path, l1c)
     first, second, third = cdse.stats.ranges
-    assert first is None
+    assert first is None and second is not None and third is not None
     resumed_at = int(second.removeprefix("bytes=").rstrip("-"))
     # Whole chunks that reached the disk are kept; the torn last chunk is asked for again.
     assert half - 8192 < resumed_at <= half
-    assert int(third.removeprefix("bytes=").rstrip("-")) > resumed_at
+    assert resumed_at < int(third.removeprefix("bytes=").rstrip("-")) <= resumed_at + 16384
     assert cdse.stats.logins == 1 and sleeps.calls == []
 
 
