@@ -189,8 +189,12 @@ class Downloader:
     def _download(self, record: ProductRecord, part: Path) -> None:
         """Bring ``part`` to the full size, resuming what is there."""
         pid = record.product_id
+        # Built from the Id and today's settings when we can: a row stored in the acquisitions
+        # table keeps the download URL of the day it was found.
         url = (
-            record.location or f"{self._settings.download_url}/Products({record.remote_id})/$value"
+            f"{self._settings.download_url}/Products({record.remote_id})/$value"
+            if record.remote_id
+            else record.location
         )
         expected = record.size
         failures = busy = 0

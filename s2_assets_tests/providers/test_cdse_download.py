@@ -350,3 +350,16 @@ def test_secrets_never_reach_logs_or_errors(
     for secret in [cdse.password, "wrong-Pa55word", *cdse.stats.bearer_tokens]:
         assert all(secret not in text for text in texts)
     assert "Invalid user credentials" in messages[0]
+
+
+def test_stored_row_downloads_from_the_current_download_url(
+    cdse: CdseStandin, sleeps: SleepRecorder, l1c: ProductRecord, tmp_path: Path
+) -> None:
+    """A row read back from the acquisitions table, found when the URL was another one."""
+    stale = ProductRecord.from_row(
+        {**l1c.to_row(), "location": "https://old-host.example/odata/v1/Products(x)/$value"}
+    )
+    verify_zip(make_provider(cdse, sleeps).fetch(stale, tmp_path / "by_id"), l1c)
+    by_location = ProductRecord(**{**l1c.__dict__, "remote_id": ""})
+    verify_zip(make_provider(cdse, sleeps).fetch(by_location, tmp_path / "by_url"), l1c)
+    assert cdse.stats.completed_streams == 2
