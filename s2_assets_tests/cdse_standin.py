@@ -143,6 +143,7 @@ class Faults:
         corrupt_downloads: the next N download responses have one byte flipped.
         download_errors: statuses to answer the next download requests with, one each.
         search_errors: statuses to answer the next catalogue searches with, one each.
+        token_errors: statuses to answer the next token requests with, one each.
         malformed_json: the next N catalogue searches get a truncated JSON body.
         offline_status: what downloading an offline product answers (unknown at CDSE).
         retry_after: the ``Retry-After`` header of 429s (and of download_errors 503s).
@@ -159,6 +160,7 @@ class Faults:
     corrupt_downloads: int = 0
     download_errors: list[int] = field(default_factory=list)
     search_errors: list[int] = field(default_factory=list)
+    token_errors: list[int] = field(default_factory=list)
     malformed_json: int = 0
     offline_status: int = 404
     retry_after: str = "1"
@@ -280,6 +282,9 @@ class CdseStandin:
 
     def token_grant(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         with self.lock:
+            if self.faults.token_errors:
+                status = self.faults.token_errors.pop(0)
+                return status, {"error": "server_error", "error_description": "Unavailable"}
             if form.get("client_id") != "cdse-public":
                 return 401, {"error": "invalid_client", "error_description": "Invalid client"}
             grant = form.get("grant_type")

@@ -25,6 +25,10 @@ class CdseAuthError(ProviderError):
     """CDSE refused our credentials or the token endpoint could not be used."""
 
 
+class CdseTokenServiceError(CdseAuthError):
+    """The token endpoint is unreachable or failing (5xx, 429): worth another try later."""
+
+
 @dataclass(frozen=True)
 class Credentials:
     """A CDSE account. The password is kept out of ``repr``."""
@@ -143,15 +147,18 @@ class TokenCache:
                     self._url, data={**form, "client_id": self._client_id}, timeout=self._timeout
                 )
         except requests.RequestException as exc:
-            if refresh:
-                return None
-            raise CdseAuthError(
+            raise CdseTokenServiceError(
                 f"CDSE {kind} failed: cannot reach {self._url} ({type(exc).__name__})"
             ) from None
         if response.status_code != 200:
             if refresh and response.status_code in (400, 401):
                 return None
-            raise CdseAuthError(
+            error = (
+                CdseTokenServiceError
+                if response.status_code == 429 or response.status_code >= 500
+                else CdseAuthError
+            )
+            raise error(
                 f"CDSE {kind} refused by {self._url}: HTTP {response.status_code} "
                 f"{_keycloak_reason(response)}"
             )

@@ -29,7 +29,7 @@ import requests
 
 from s2_assets.errors import ProductOfflineError
 from s2_assets.providers.base import ProductRecord
-from s2_assets.providers.cdse_auth import CdseAuthError, TokenCache
+from s2_assets.providers.cdse_auth import CdseAuthError, CdseTokenServiceError, TokenCache
 from s2_assets.providers.cdse_http import (
     CdseChecksumError,
     CdseDownloadError,
@@ -174,12 +174,12 @@ class Downloader:
                     self._download(record, part)
                 try:
                     checked = verify_zip(part, record)
-                except CdseChecksumError:
+                except CdseChecksumError as exc:
                     part.unlink(missing_ok=True)
                     if fresh_tries == 2:
                         raise
                     fresh_tries += 1
-                    log.warning("%s: verification failed, downloading again", record.product_id)
+                    log.warning("%s; downloading it again from the start", exc)
                     continue
                 os.replace(part, final)
                 lock.unlink(missing_ok=True)
@@ -211,7 +211,13 @@ class Downloader:
                 raise CdseDownloadError(
                     f"{pid}: gave up after {failures + busy} tries without progress ({last})"
                 )
-            token = self._tokens.token()
+            try:
+                token = self._tokens.token()
+            except CdseTokenServiceError as exc:
+                failures += 1
+                last = str(exc)
+                self._sleep(self._settings.retry_delay(failures))
+                continue
             retry_after: str | None = None
             end = offset
             try:

@@ -8,7 +8,12 @@ import threading
 
 import pytest
 
-from s2_assets.providers.cdse_auth import CdseAuthError, Credentials, TokenCache
+from s2_assets.providers.cdse_auth import (
+    CdseAuthError,
+    CdseTokenServiceError,
+    Credentials,
+    TokenCache,
+)
 from s2_assets_tests.cdse_standin import CdseStandin
 
 
@@ -118,3 +123,19 @@ def test_unreachable_token_endpoint_names_the_url() -> None:
 
 def test_credentials_repr_hides_the_password() -> None:
     assert "hunter2" not in repr(Credentials("user", "hunter2"))
+
+
+def test_failing_token_service_is_a_retryable_error(cdse: CdseStandin) -> None:
+    clock = Clock()
+    tokens = _cache(cdse, clock)
+    cdse.faults.token_errors = [503]
+    with pytest.raises(CdseTokenServiceError, match="HTTP 503"):
+        tokens.token()
+    tokens.token()
+    # A refresh that meets a failing service is not replaced by a new login (a session).
+    clock.now += 590
+    cdse.faults.token_errors = [502]
+    with pytest.raises(CdseTokenServiceError, match=r"CDSE refresh refused .* HTTP 502"):
+        tokens.token()
+    tokens.token()
+    assert (cdse.stats.logins, cdse.stats.refreshes) == (1, 1)

@@ -363,3 +363,11 @@ def test_stored_row_downloads_from_the_current_download_url(
     by_location = ProductRecord(**{**l1c.__dict__, "remote_id": ""})
     verify_zip(make_provider(cdse, sleeps).fetch(by_location, tmp_path / "by_url"), l1c)
     assert cdse.stats.completed_streams == 2
+
+
+def test_failing_token_service_is_waited_out(
+    cdse: CdseStandin, sleeps: SleepRecorder, l1c: ProductRecord, tmp_path: Path
+) -> None:
+    cdse.faults.token_errors = [503, 500]
+    verify_zip(make_provider(cdse, sleeps).fetch(l1c, tmp_path), l1c)
+    assert len(sleeps.calls) == 2 and cdse.stats.logins == 1
