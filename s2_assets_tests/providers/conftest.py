@@ -3,6 +3,7 @@ and stopped per test, and a client pointed at it with tiny waits."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,8 +27,6 @@ class SleepRecorder:
         self.cap = cap
 
     def __call__(self, seconds: float) -> None:
-        import time
-
         self.calls.append(seconds)
         time.sleep(min(seconds, self.cap))
 
@@ -98,8 +97,3 @@ def make_provider(
 ) -> CdseProvider:
     credentials = Credentials(standin.username, standin.password if password is None else password)
     return CdseProvider(make_settings(standin, **overrides), credentials, sleep=sleeps)
-
-
-@pytest.fixture
-def provider(cdse: CdseStandin, sleeps: SleepRecorder) -> CdseProvider:
-    return make_provider(cdse, sleeps)
