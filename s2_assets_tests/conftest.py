@@ -126,3 +126,22 @@ def rewrite_zip(
         for name, data in (extra or {}).items():
             dst.writestr(name, data)
     return target
+
+
+def corrupt_member(source: Path, target: Path, suffix: str) -> str:
+    """Copy ``source`` and flip one byte in the stored data of the first member ending
+    with ``suffix``; the zip's directory stays valid, the member's CRC does not."""
+    shutil.copyfile(source, target)
+    with zipfile.ZipFile(target) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith(suffix))
+    assert info.compress_type == zipfile.ZIP_STORED and info.file_size > 20
+    with open(target, "r+b") as handle:
+        handle.seek(info.header_offset + 26)
+        name_len = int.from_bytes(handle.read(2), "little")
+        extra_len = int.from_bytes(handle.read(2), "little")
+        position = info.header_offset + 30 + name_len + extra_len + info.file_size // 2
+        handle.seek(position)
+        byte = handle.read(1)
+        handle.seek(position)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    return info.filename

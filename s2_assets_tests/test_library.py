@@ -17,7 +17,7 @@ from s2_assets import library as library_module
 from s2_assets.errors import ArchiveError, LibraryError
 from s2_assets.library import Library, default_root, directory_bytes
 from s2_assets.products import ProductName, read_metadata
-from s2_assets_tests.conftest import DemoArchive, DemoSafes, rewrite_zip
+from s2_assets_tests.conftest import DemoArchive, DemoSafes, corrupt_member, rewrite_zip
 
 L1C_ID = "S2A_MSIL1C_20220120T063511_N0301_R120_T40KCB_20220120T083511"
 OTHER_ID = "S2A_MSIL1C_20220120T063511_N0301_R120_T40KCB_20220120T099999"
@@ -298,26 +298,7 @@ def test_reinstall_replaces_and_keeps_one_copy(library: Library, demo_archive: D
     assert [p.name for p in second.parent.iterdir()] == [name.safe_name]
 
 
-def corrupt_member(source: Path, target: Path, suffix: str) -> str:
-    """Copy ``source`` and flip one byte in the stored data of the first member ending
-    with ``suffix``; the zip's directory stays valid, the member's CRC does not."""
-    shutil.copyfile(source, target)
-    with zipfile.ZipFile(target) as archive:
-        info = next(i for i in archive.infolist() if i.filename.endswith(suffix))
-    assert info.compress_type == zipfile.ZIP_STORED and info.file_size > 20
-    with open(target, "r+b") as handle:
-        handle.seek(info.header_offset + 26)
-        name_len = int.from_bytes(handle.read(2), "little")
-        extra_len = int.from_bytes(handle.read(2), "little")
-        position = info.header_offset + 30 + name_len + extra_len + info.file_size // 2
-        handle.seek(position)
-        byte = handle.read(1)
-        handle.seek(position)
-        handle.write(bytes([byte[0] ^ 0xFF]))
-    return info.filename
-
-
-def link_entry(name: str, target: str) -> zipfile.ZipInfo:
+def link_entry(name: str) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name)
     info.external_attr = (stat.S_IFLNK | 0o777) << 16
     info.create_system = 3  # unix, so the mode bits mean what they say
@@ -354,7 +335,7 @@ def _absolute(source: Path, target: Path, name: ProductName) -> Path:
 def _symlink(source: Path, target: Path, name: ProductName) -> Path:
     rewrite_zip(source, target)
     with zipfile.ZipFile(target, "a") as archive:
-        archive.writestr(link_entry(f"{name.safe_name}/GRANULE/link", "/etc"), "/etc")
+        archive.writestr(link_entry(f"{name.safe_name}/GRANULE/link"), "/etc")
     return target
 
 

@@ -20,8 +20,7 @@ from s2_assets.demo import DEMO_PRODUCTS, DEMO_TILES, product_name
 from s2_assets.library import Library
 from s2_assets.products import ProductName, baseline_number, read_metadata
 from s2_assets.settings import Settings
-from s2_assets_tests.conftest import DemoArchive
-from s2_assets_tests.test_library import corrupt_member
+from s2_assets_tests.conftest import DemoArchive, corrupt_member
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
