@@ -5,7 +5,7 @@ again to see that nothing is fetched twice. Bad tiles and bad zips fail clearly.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -20,7 +20,7 @@ from s2_assets.demo import DEMO_PRODUCTS, DEMO_TILES, product_name
 from s2_assets.library import Library
 from s2_assets.products import ProductName, baseline_number, read_metadata
 from s2_assets.settings import Settings
-from s2_assets_tests.conftest import DemoArchive, corrupt_member
+from s2_assets_tests.conftest import DemoArchive, corrupt_member, rewrite_zip
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -309,8 +309,28 @@ def test_bad_tile_key_fails_clearly_and_writes_nothing(
     assert [p for p in lib.root.rglob("*") if p.is_file()] == []
 
 
+def _corrupt(source: Path, target: Path) -> None:
+    corrupt_member(source, target, "_B04.jp2")
+
+
+def _escaping(source: Path, target: Path) -> None:
+    safe = f"{source.stem}.SAFE"
+    rewrite_zip(source, target, extra={f"{safe}/../../../escaped.txt": b"x"})
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (_corrupt, "_B04.jp2' is corrupt (Bad CRC-32"),
+        (_escaping, ".SAFE/../../../escaped.txt' escapes the product folder"),
+    ],
+    ids=["crc", "escaping"],
+)
 def test_bad_zip_fails_the_run_and_leaves_only_good_products(
-    demo_archive: DemoArchive, tmp_path: Path
+    demo_archive: DemoArchive,
+    tmp_path: Path,
+    damage: Callable[[Path, Path], None],
+    message: str,
 ) -> None:
     archive = tmp_path / "archive"
     good = demo_archive.zip_of(demo_archive.find(level="L1C", tile="40KCB", day="2022-01-20"))
@@ -319,7 +339,7 @@ def test_bad_zip_fails_the_run_and_leaves_only_good_products(
         target = archive / source.relative_to(demo_archive.root)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
-    corrupt_member(bad, archive / bad.relative_to(demo_archive.root), "_B04.jp2")
+    damage(bad, archive / bad.relative_to(demo_archive.root))
     with dg.instance_for_test() as instance:
         pipeline = Pipeline(instance, tmp_path / "library", archive)
         instance.add_dynamic_partitions("tiles", ["40KCB"])
@@ -331,8 +351,9 @@ def test_bad_zip_fails_the_run_and_leaves_only_good_products(
     text = failure_text(result)
     assert "1 L1C product(s) failed; the others are in the library" in text
     assert f"{bad.stem}: product zip {bad.name}: entry " in text
-    assert "_B04.jp2' is corrupt (Bad CRC-32" in text
+    assert message in text
     lib = pipeline.library
     assert [p.id for p in lib.products("L1C", "40KCB")] == [good.stem]
     assert not lib.product_path(ProductName.parse(bad.stem)).exists()
     assert list(lib.temp_dir.iterdir()) == []
+    assert [p.name for p in tmp_path.rglob("escaped.txt")] == []
