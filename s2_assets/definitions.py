@@ -18,9 +18,19 @@ from s2_assets.jobs.automation import (
 from s2_assets.jobs.jobfile import jid_from_path, load_jobs
 from s2_assets.library import Library
 from s2_assets.partitions import tile_date_partitions
+from s2_assets.resources.cdse import CdseResource
 from s2_assets.resources.library import LibraryResource
 from s2_assets.resources.providers import ArchiveResource, ProvidersResource
 from s2_assets.settings import Settings
+
+
+def cdse_resource(settings: Settings) -> CdseResource:
+    """CDSE with credentials from ``CDSE_USERNAME``/``CDSE_PASSWORD``, bound as ``EnvVar`` so
+    their values never show in the UI or run config. Without them, searching still works (the
+    catalogue is public) and a download fails saying which variables to set."""
+    if not settings.cdse_credentials:
+        return CdseResource()
+    return CdseResource(username=dg.EnvVar("CDSE_USERNAME"), password=dg.EnvVar("CDSE_PASSWORD"))
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
@@ -56,6 +66,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "providers": ProvidersResource(
                 default=settings.default_provider,
                 archive=ArchiveResource(root=settings.archive_root),
+                eodc=ArchiveResource(root=settings.eodc_root, read_metadata=False),
+                cop_dataspace=cdse_resource(settings),
             ),
         },
     )

@@ -24,6 +24,9 @@ class Settings:
         date_start: First day of the ``date`` partitions (``S2_DATE_START``).
         default_provider: Provider for tasks that name none (``S2_DEFAULT_PROVIDER``).
         timezone: Time zone of the job files' ``timing`` crons (``S2_TIMEZONE``).
+        eodc_root: EODC's product tree (``S2_EODC_ROOT``).
+        cdse_credentials: Whether ``CDSE_USERNAME`` and ``CDSE_PASSWORD`` are set (their
+            values are only read by the runs that need them).
     """
 
     data_home: Path
@@ -31,6 +34,8 @@ class Settings:
     date_start: str = DEFAULT_DATE_START
     default_provider: str = "archive"
     timezone: str = "UTC"
+    eodc_root: str = "/eodc/products/copernicus.eu"
+    cdse_credentials: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -47,6 +52,10 @@ class Settings:
             date_start=start,
             default_provider=os.environ.get("S2_DEFAULT_PROVIDER", "archive"),
             timezone=os.environ.get("S2_TIMEZONE", "UTC"),
+            eodc_root=os.environ.get("S2_EODC_ROOT", "/eodc/products/copernicus.eu"),
+            cdse_credentials=bool(
+                os.environ.get("CDSE_USERNAME") and os.environ.get("CDSE_PASSWORD")
+            ),
         )
 
     @property

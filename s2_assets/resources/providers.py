@@ -1,7 +1,5 @@
 """Product providers as one Dagster resource, looked up by the name a job file uses."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import dagster as dg
@@ -9,6 +7,9 @@ import dagster as dg
 from s2_assets.errors import ProviderError
 from s2_assets.providers.archive import DEFAULT_TEMPLATE, ArchiveProvider
 from s2_assets.providers.base import Provider
+from s2_assets.resources.cdse import CdseResource
+
+EODC_ROOT = "/eodc/products/copernicus.eu"
 
 
 class ArchiveResource(dg.ConfigurableResource):
@@ -36,15 +37,19 @@ class ProvidersResource(dg.ConfigurableResource):
     """Every configured provider, by the names job files use in their ``provider`` column.
 
     Attributes:
-        default: Provider for tasks and manual runs that name none.
-        archive: The local archive (``archive``/``local``).
+        default: Provider for manual runs of tiles no job lists.
+        archive: The local archive (names ``archive`` and ``local``).
+        eodc: EODC's tape-backed tree (name ``eodc``); cloud cover is read after staging.
+        cop_dataspace: The Copernicus Data Space (name ``cop_dataspace``).
     """
 
     default: str = "archive"
     archive: ArchiveResource
+    eodc: ArchiveResource = ArchiveResource(root=EODC_ROOT, read_metadata=False)
+    cop_dataspace: CdseResource = CdseResource()
 
     def names(self) -> list[str]:
-        return ["archive", "local"]
+        return ["archive", "local", "eodc", "cop_dataspace"]
 
     def get(self, name: str | None = None) -> Provider:
         """The provider called ``name`` (the default when empty).
@@ -55,4 +60,8 @@ class ProvidersResource(dg.ConfigurableResource):
         chosen = (name or self.default).strip().lower()
         if chosen in ("archive", "local"):
             return self.archive.provider("archive")
+        if chosen == "eodc":
+            return self.eodc.provider("eodc")
+        if chosen == "cop_dataspace":
+            return self.cop_dataspace.provider()
         raise ProviderError(f"unknown provider {chosen!r}; valid: {', '.join(self.names())}")
