@@ -14,7 +14,6 @@ from s2_assets.assets.acquisitions import build_acquisitions
 from s2_assets.assets.products import build_product_asset
 from s2_assets.library import Library
 from s2_assets.partitions import tile_date_partitions
-from s2_assets.providers.base import Provider
 from s2_assets.resources.cdse import CdseResource
 from s2_assets.resources.library import LibraryResource
 from s2_assets.resources.providers import ArchiveResource, ProvidersResource
@@ -23,18 +22,6 @@ from s2_assets_tests.providers.conftest import SENSING
 
 KEY = dg.MultiPartitionKey({"tile": "40KCB", "date": SENSING.date().isoformat()})
 DAY = SENSING.date().isoformat()
-
-
-class ProvidersWithCdse(ProvidersResource):
-    """The providers resource with CDSE added under its sen2chain name (the wiring the lead
-    puts in ``resources/providers.py``)."""
-
-    cop_dataspace: CdseResource
-
-    def get(self, name: str | None = None) -> Provider:
-        if (name or self.default).strip().lower() == "cop_dataspace":
-            return self.cop_dataspace.provider()
-        return super().get(name)
 
 
 @pytest.fixture
@@ -56,7 +43,7 @@ def dagster_setup(
     )
     resources: dict[str, object] = {
         "library": LibraryResource(root=str(tmp_path / "library")),
-        "providers": ProvidersWithCdse(
+        "providers": ProvidersResource(
             default="cop_dataspace", archive=ArchiveResource(), cop_dataspace=resource
         ),
     }
