@@ -9,8 +9,6 @@ from s2_assets.providers.archive import DEFAULT_TEMPLATE, ArchiveProvider
 from s2_assets.providers.base import Provider
 from s2_assets.resources.cdse import CdseResource
 
-EODC_ROOT = "/eodc/products/copernicus.eu"
-
 
 class ArchiveResource(dg.ConfigurableResource):
     """A folder tree of product zips (a local archive, or EODC's).
@@ -45,8 +43,8 @@ class ProvidersResource(dg.ConfigurableResource):
 
     default: str = "archive"
     archive: ArchiveResource
-    eodc: ArchiveResource = ArchiveResource(root=EODC_ROOT, read_metadata=False)
-    cop_dataspace: CdseResource = CdseResource()
+    eodc: ArchiveResource
+    cop_dataspace: CdseResource
 
     def names(self) -> list[str]:
         return ["archive", "local", "eodc", "cop_dataspace"]

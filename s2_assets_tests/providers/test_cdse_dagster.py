@@ -44,7 +44,10 @@ def dagster_setup(
     resources: dict[str, object] = {
         "library": LibraryResource(root=str(tmp_path / "library")),
         "providers": ProvidersResource(
-            default="cop_dataspace", archive=ArchiveResource(), cop_dataspace=resource
+            default="cop_dataspace",
+            archive=ArchiveResource(),
+            eodc=ArchiveResource(),
+            cop_dataspace=resource,
         ),
     }
     overrides = {
