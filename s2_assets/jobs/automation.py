@@ -140,9 +140,13 @@ def fill_spans(keys: set[TileDate]) -> set[TileDate]:
 
 
 def build_new_acquisitions_sensor(
-    product_assets: Sequence[dg.AssetsDefinition],
+    product_assets: Sequence[dg.AssetsDefinition], staged_providers: frozenset[str] = frozenset()
 ) -> dg.SensorDefinition:
-    """``new_acquisitions_sensor``: new catalogue rows -> one backfill per job per tick."""
+    """``new_acquisitions_sensor``: new catalogue rows -> one backfill per job per tick.
+
+    Products of ``staged_providers`` (EODC with Chiller) are left to ``staging_sensor``,
+    which launches their backfill once they are on disk.
+    """
     available = {key.to_user_string() for a in product_assets for key in a.keys}
 
     @dg.sensor(
@@ -186,7 +190,12 @@ def build_new_acquisitions_sensor(
         requests = []
         for job, keys in sorted(new_by_job.items(), key=lambda item: item[0] or ""):
             tables = {
-                t: catalogue.read_table(lib.acquisitions_path(t)) for t in {k.tile for k in keys}
+                t: [
+                    r
+                    for r in catalogue.read_table(lib.acquisitions_path(t))
+                    if r.provider not in staged_providers
+                ]
+                for t in {k.tile for k in keys}
             }
             plan = plan_backfill(keys, tables, jobs, job=job, today=today, available=available)
             if not plan:
