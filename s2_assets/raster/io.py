@@ -179,7 +179,22 @@ class RasterWriter:
             self._dataset.offsets = (0.0,)
 
     def write_rows(self, start: int, rows: NDArray[Any]) -> None:
-        """Write ``rows`` (full width) starting at row ``start``."""
+        """Write ``rows`` (full width) starting at row ``start``.
+
+        Raises:
+            RasterError: when the strip does not fit the grid (GDAL would crash on an
+                empty window rather than report it).
+        """
+        height, width = rows.shape
+        if (
+            height < 1
+            or width != self._dataset.width
+            or not 0 <= start <= self._dataset.height - height
+        ):
+            raise RasterError(
+                f"strip of {height}x{width} at row {start} does not fit {self.path.name} "
+                f"({self._dataset.width}x{self._dataset.height})"
+            )
         window = Window(0, start, rows.shape[1], rows.shape[0])
         self._dataset.write(rows, 1, window=window)
 

@@ -51,14 +51,20 @@ def dilate(mask: BoolArray, *, kernel: BoolArray, iterations: int = 1) -> BoolAr
     """Binary dilation, outside pixels 0; ``iterations`` <= 0 returns the mask unchanged.
 
     scipy repeats until nothing changes when ``iterations`` < 1, which floods the image
-    (sen2chain's CM003 ITER0 defect, D8); we treat 0 as "no dilation" instead.
+    (sen2chain's CM003 ITER0 defect, D8); we treat 0 as "no dilation" instead. The
+    iterations run one scipy call each: scipy's own multi-iteration path corrupts the heap
+    when the array is smaller than the kernel (scipy/scipy#11400, numpy/numpy#15376),
+    which edge strips and tiny rasters are.
     """
-    if iterations <= 0 or not mask.any():
-        return mask.copy()
-    return np.asarray(
-        ndimage.binary_dilation(mask, structure=kernel, iterations=iterations, border_value=0),
-        dtype=bool,
-    )
+    result = mask.copy()
+    for _ in range(max(iterations, 0)):
+        if not result.any():
+            break
+        result = np.asarray(
+            ndimage.binary_dilation(result, structure=kernel, iterations=1, border_value=0),
+            dtype=bool,
+        )
+    return result
 
 
 def erode(mask: BoolArray, *, kernel: BoolArray) -> BoolArray:

@@ -1,0 +1,115 @@
+"""Index formulas against hand-computed values: offsets, nodata, zero denominators, clipping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from s2_assets.errors import IndexNameError
+from s2_assets.raster import indices as ix
+from s2_assets.specs import INDEX_NAMES
+
+NODATA = 32767
+
+
+def _bands(offset: int = 0, **dn: list[int]) -> dict[str, np.ndarray]:
+    """Offset-corrected float32 bands from raw DN lists."""
+    return {b: np.asarray(v, dtype=np.float32) + np.float32(offset) for b, v in dn.items()}
+
+
+def _run(name: str, offset: int = 0, **dn: list[int]) -> list[int]:
+    bands = _bands(offset, **dn)
+    nodata = np.zeros(len(next(iter(dn.values()))), dtype=bool)
+    for band in ix.INDICES[name].bands:
+        nodata |= np.asarray(dn[band]) == 0
+    return ix.compute_index(name, bands, nodata=nodata).tolist()
+
+
+def test_every_index_is_defined_with_sen2chain_bands() -> None:
+    assert tuple(ix.INDICES) == INDEX_NAMES
+    assert ix.bands_needed(("NDVI",)) == ("B04", "B08")
+    assert ix.bands_needed(("IRECI", "ndbi")) == ("B04", "B05", "B06", "B07", "B08", "B11")
+    assert ix.INDICES["NDRE"].jp2_quality == ix.INDICES["IRECI"].jp2_quality == 30
+    with pytest.raises(IndexNameError, match="NDVI, NDWIMCF"):
+        ix.index_def("NDXI")
+
+
+def test_ndvi_before_and_after_baseline_04() -> None:
+    # Reflectances 0.3 and 0.1 -> 0.5 -> 5000, whether stored with or without the offset.
+    assert _run("NDVI", B08=[3000], B04=[1000]) == [5000]
+    assert _run("NDVI", -1000, B08=[4000], B04=[2000]) == [5000]
+    # sen2chain would have kept the 1000 offset here if the baseline said < 04.00:
+    assert _run("NDVI", B08=[4000], B04=[2000]) == [3333]
+
+
+def test_truncates_toward_zero() -> None:
+    assert _run("NDVI", B08=[2000, 1000], B04=[1000, 2000]) == [3333, -3333]
+    assert _run("NDWIMCF", B03=[1000], B08=[2000]) == [-3333]
+
+
+def test_normalized_differences_of_each_pair() -> None:
+    dn = {"B02": [500], "B03": [700], "B04": [600], "B05": [1300], "B08": [3600],
+          "B11": [1800], "B12": [900]}  # fmt: skip
+    expected = {
+        "NDWIGAO": (3600 - 1800) / (3600 + 1800), "MNDWI": (700 - 1800) / (700 + 1800),
+        "NDRE": (3600 - 1300) / (3600 + 1300), "NBR": (3600 - 900) / (3600 + 900),
+        "NDBI": (1800 - 3600) / (1800 + 3600),
+    }  # fmt: skip
+    for name, ratio in expected.items():
+        assert _run(name, **dn) == [int(ratio * 10000)], name
+
+
+def test_dark_pixels_after_offset_clip_instead_of_exploding() -> None:
+    # DN 500 with offset -1000 is reflectance -500: (-500 - 1500) / (-500 + 1500) = -2.
+    assert _run("NDVI", -1000, B08=[500], B04=[2500]) == [-10000]
+    assert _run("NDVI", -1000, B08=[2500], B04=[500]) == [10000]
+
+
+def test_zero_or_negative_denominator_and_zero_dn_are_nodata() -> None:
+    assert _run("NDVI", -1000, B08=[1000, 900, 1200], B04=[1000, 1000, 700]) == [
+        NODATA,
+        NODATA,
+        NODATA,
+    ]  # fmt: skip  (sums 0, -100, -100 after the offset)
+    assert _run("NDVI", B08=[0, 3000], B04=[1000, 0]) == [NODATA, NODATA]
+    assert _run("NDVI", B08=[0], B04=[0]) == [NODATA]
+
+
+def test_ireci_in_dn_units() -> None:
+    # B06 * (B07 - B04) / B05 = 2800 * (3300 - 500) / 1300 = 6030.77 -> 6030
+    assert _run("IRECI", B07=[3300], B05=[1300], B06=[2800], B04=[500]) == [6030]
+    assert _run("IRECI", -1000, B07=[4300], B05=[1000], B06=[3800], B04=[1500]) == [NODATA]
+    # Big numerator: clipped into int16 with 32767 reserved, never wrapped.
+    assert _run("IRECI", B07=[60000], B05=[1], B06=[60000], B04=[1]) == [32766]
+    assert _run("IRECI", B07=[1], B05=[1], B06=[60000], B04=[60000]) == [-32768]
+
+
+def test_brightness_indices() -> None:
+    # sqrt((700^2 + 600^2) / 2) = 651.92 -> 651
+    assert _run("BIGR", B03=[700], B04=[600]) == [651]
+    assert _run("BIRNIR", B08=[3600], B04=[500]) == [int(np.sqrt((3600**2 + 500**2) / 2))]
+    assert _run("BIBG", B02=[400], B03=[700]) == [int(np.sqrt((400**2 + 700**2) / 2))]
+    assert _run("BIGR", B03=[60000], B04=[60000]) == [32766]
+    assert _run("BIBG", B02=[0], B03=[700]) == [NODATA]
+
+
+def test_evi() -> None:
+    # N 0.36, R 0.05, B 0.04: 2.5 * 0.31 / (0.36 + 0.3 - 0.3 + 1) = 0.569852... -> 5698
+    assert _run("EVI", B08=[3600], B04=[500], B02=[400]) == [5698]
+    # Denominator 0.1 + 6 * 0.1 - 7.5 * 0.3 + 1 = -0.55 -> nodata; sen2chain wrapped these.
+    assert _run("EVI", B08=[1000], B04=[1000], B02=[3000]) == [NODATA]
+    # A tiny positive denominator 0.5 + 0.6 - 2.09775 + 1 = 0.00225: 444 x 10000, clipped.
+    assert _run("EVI", B08=[5000], B04=[1000], B02=[2797]) == [32766]
+
+
+def test_apply_mask_hides_every_non_zero_mask_pixel() -> None:
+    values = np.array([10, 20, 30, NODATA], dtype=np.int16)
+    mask = np.array([0, 1, 255, 0], dtype=np.uint8)
+    assert ix.apply_mask(values, mask).tolist() == [10, NODATA, NODATA, NODATA]
+
+
+def test_jp2_values_keep_nodata_apart_from_valid_values() -> None:
+    values = np.array([-20000, -16384, 0, 16382, 16383, 20000, NODATA], dtype=np.int16)
+    assert ix.to_jp2_values(values).tolist() == [
+        -16384, -16384, 0, 16382, 16382, 16382, 16383,
+    ]  # fmt: skip
