@@ -352,7 +352,7 @@ def _plan_index_outputs(
         definition = ix.INDICES[name]
         output = OutputFormat(
             fmt=fmt,
-            overview_resampling="AVERAGE",
+            overview_resampling="NEAREST",
             jp2_quality=definition.jp2_quality if fmt == "jp2" else None,
         )
         scale = 1 / ix.ND_SCALE if definition.scaled else 1 / metadata.quantification

@@ -69,7 +69,7 @@ def encode_png(
             _chunk(b"IHDR", header),
             _chunk(b"PLTE", palette.astype(np.uint8).tobytes()),
             _chunk(b"tRNS", alpha),
-            _chunk(b"IDAT", zlib.compress(raw.tobytes(), 9)),
+            _chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)),
             _chunk(b"IEND", b""),
         )
     )
