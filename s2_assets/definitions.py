@@ -16,11 +16,14 @@ from s2_assets.jobs.automation import (
     build_new_acquisitions_sensor,
 )
 from s2_assets.jobs.jobfile import jid_from_path, load_jobs
+from s2_assets.jobs.staging_sensor import build_staging_sensor
 from s2_assets.library import Library
 from s2_assets.partitions import tile_date_partitions
 from s2_assets.resources.cdse import CdseResource
+from s2_assets.resources.chiller import ChillerResource
 from s2_assets.resources.library import LibraryResource
 from s2_assets.resources.providers import ArchiveResource, ProvidersResource
+from s2_assets.resources.sen2cor import Sen2CorInstallation, Sen2CorResource
 from s2_assets.settings import Settings
 
 
@@ -56,13 +59,23 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         path = Path(str(getattr(error, "path", "job file")))
         automation.append(build_broken_job_schedule(str(path), jid_from_path(path), str(error)))
     product_assets = [l1c, l2a, cloudmask, indices]
+    chiller = ChillerResource(url=settings.chiller_url or None)
+    # With Chiller, EODC products wait on tape until staging_sensor has them staged.
+    staged = frozenset({"eodc"}) if chiller.enabled else frozenset()
+    sensors = [build_new_acquisitions_sensor(product_assets, staged_providers=staged)]
+    if chiller.enabled:
+        sensors.append(build_staging_sensor(product_assets))
     return dg.Definitions(
         assets=[acquisitions, *product_assets],
         jobs=asset_jobs,
         schedules=automation,
-        sensors=[build_new_acquisitions_sensor(product_assets)],
+        sensors=sensors,
         resources={
             "library": LibraryResource(root=str(settings.data_home)),
+            "chiller": chiller,
+            "sen2cor": Sen2CorResource(
+                installations=[Sen2CorInstallation(path=p) for p in settings.sen2cor_paths]
+            ),
             "providers": ProvidersResource(
                 default=settings.default_provider,
                 archive=ArchiveResource(root=settings.archive_root),

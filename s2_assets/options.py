@@ -37,6 +37,11 @@ class TaskOptions:
     indices: tuple[str, ...] = ()
     remove: tuple[RemoveRule, ...] = field(default=())
     copy_sideproducts: bool = False
+    tries: int = 1
+    sleep_minutes: int = 0
+    nb_proc: int = 8
+    logs: bool = False
+    clean_after: bool = False
 
     @classmethod
     def from_task(cls, job: JobFile, task: Task) -> TaskOptions:
@@ -54,6 +59,11 @@ class TaskOptions:
             indices=task.indices,
             remove=task.remove,
             copy_sideproducts=job.settings.copy_l2a_sideproducts,
+            tries=job.settings.tries,
+            sleep_minutes=job.settings.sleep,
+            nb_proc=job.settings.nb_proc,
+            logs=job.settings.logs,
+            clean_after=job.settings.clean_after,
         )
 
     @property
@@ -75,6 +85,8 @@ class TaskOptions:
             names.append("cloudmask")
         if produces_l2a:
             names.extend(index.lower() for index in self.indices)
+        if self.remove or self.clean_after:
+            names.append("housekeeping")
         return tuple(names)
 
     def select(self, records: Sequence[ProductRecord]) -> list[ProductRecord]:

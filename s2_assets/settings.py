@@ -25,8 +25,13 @@ class Settings:
         default_provider: Provider for tasks that name none (``S2_DEFAULT_PROVIDER``).
         timezone: Time zone of the job files' ``timing`` crons (``S2_TIMEZONE``).
         eodc_root: EODC's product tree (``S2_EODC_ROOT``).
+        chiller_url: EODC's Chiller staging service (``S2_CHILLER_URL``); empty: no staging,
+            EODC products are read directly.
         cdse_credentials: Whether ``CDSE_USERNAME`` and ``CDSE_PASSWORD`` are set (their
             values are only read by the runs that need them).
+        sen2cor_paths: Sen2Cor installs (``L2A_Bashrc`` or ``L2A_Process``), from
+            ``S2_SEN2COR_PATHS`` separated by ``:`` or new lines (sen2chain's
+            ``SEN2CHAIN_SEN2COR_BASHRC_PATHS`` is read too).
     """
 
     data_home: Path
@@ -35,7 +40,9 @@ class Settings:
     default_provider: str = "archive"
     timezone: str = "UTC"
     eodc_root: str = "/eodc/products/copernicus.eu"
+    chiller_url: str = ""
     cdse_credentials: bool = False
+    sen2cor_paths: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -53,6 +60,16 @@ class Settings:
             default_provider=os.environ.get("S2_DEFAULT_PROVIDER", "archive"),
             timezone=os.environ.get("S2_TIMEZONE", "UTC"),
             eodc_root=os.environ.get("S2_EODC_ROOT", "/eodc/products/copernicus.eu"),
+            chiller_url=os.environ.get("S2_CHILLER_URL", "").strip(),
+            sen2cor_paths=tuple(
+                part.strip()
+                for part in os.environ.get(
+                    "S2_SEN2COR_PATHS", os.environ.get("SEN2CHAIN_SEN2COR_BASHRC_PATHS", "")
+                )
+                .replace("\n", ":")
+                .split(":")
+                if part.strip()
+            ),
             cdse_credentials=bool(
                 os.environ.get("CDSE_USERNAME") and os.environ.get("CDSE_PASSWORD")
             ),

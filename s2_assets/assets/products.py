@@ -1,25 +1,38 @@
-"""``l1c`` and ``l2a``: the SAFE products of a (tile, date), fetched from their provider.
+"""``l1c`` and ``l2a``: the SAFE products of a (tile, date), fetched or computed.
 
-Both come from one factory: they differ only by level. A run may cover many partitions
-(ranged backfill runs); each partition gets its own metadata. A (tile, date) with no product
-in the catalogue is recorded as checked with ``products: 0``: Dagster materializes every day
-of a ranged run, and one run per acquisition day would cost seconds of start-up each.
+Both come from one factory. A run may cover many partitions (ranged backfill runs); each
+partition gets its own metadata. A (tile, date) with no product is recorded as checked with
+``products: 0``: Dagster materializes every day of a ranged run, and one run per acquisition
+day would cost seconds of start-up each.
+
+``l2a`` decides per acquisition, so downloading and computing never fight over a partition:
+the provider's L2A is downloaded unless the task only computes (``compute_l2a = True`` without
+``download = l2a``); with ``compute_l2a``, every L1C of the day whose acquisition still has no
+L2A goes through Sen2Cor.
 """
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
 
 import dagster as dg
 
 from s2_assets import catalogue
-from s2_assets.errors import ProductOfflineError, S2AssetsError
+from s2_assets.errors import MetadataError, ProductOfflineError, S2AssetsError
+from s2_assets.joblog import JobLog
 from s2_assets.jobs.jobfile import load_jobs
-from s2_assets.library import Library, directory_bytes
+from s2_assets.library import Library, LibraryProduct, directory_bytes
 from s2_assets.options import JOB_TAG, TaskOptions, options_for
 from s2_assets.partitions import TileDate
+from s2_assets.products import ProductName
+from s2_assets.providers.archive import read_zip_cloud_cover
 from s2_assets.providers.base import ProductRecord
 from s2_assets.resources.library import LibraryResource
 from s2_assets.resources.providers import ProvidersResource
+from s2_assets.resources.sen2cor import Sen2CorResource
+from s2_assets.sideproducts import copy_side_products
+from s2_assets.slots import slot
 
 
 class SelectionConfig(dg.Config):
@@ -46,7 +59,8 @@ class SelectionConfig(dg.Config):
 
 
 class RunOptions:
-    """Options per (tile, date) for one run: job files read once, task looked up per key."""
+    """Options per (tile, date) for one run: job files read once, task looked up per key,
+    and sen2chain's per-run log file when the run's job has ``logs = True``."""
 
     def __init__(self, context: dg.AssetExecutionContext, lib: Library) -> None:
         self.jobs, errors = load_jobs(lib.jobs_dir)
@@ -54,9 +68,24 @@ class RunOptions:
             context.log.warning(str(error))
         self.job = context.run.tags.get(JOB_TAG)
         self.today = datetime.now(UTC).date()
+        job_file = next((j for j in self.jobs if j.jid == self.job), None)
+        self.log: JobLog | None = None
+        if job_file is not None and job_file.settings.logs:
+            started = datetime.fromtimestamp(_run_start(context), UTC)
+            self.log = JobLog(lib.logs_dir, job_file.jid, context.run.run_id, started)
 
     def __call__(self, key: TileDate) -> TaskOptions:
         return options_for(self.jobs, key.tile, key.date, today=self.today, job=self.job)
+
+    def write(self, message: str) -> None:
+        if self.log is not None:
+            self.log.write(message)
+
+
+def _run_start(context: dg.AssetExecutionContext) -> float:
+    record = context.instance.get_run_record_by_id(context.run.run_id)
+    start = record.start_time if record is not None else None
+    return start or datetime.now(UTC).timestamp()
 
 
 def acquire(record: ProductRecord, lib: Library, providers: ProvidersResource) -> bool:
@@ -70,10 +99,31 @@ def acquire(record: ProductRecord, lib: Library, providers: ProvidersResource) -
     return True
 
 
+def with_cloud_cover(record: ProductRecord, lib: Library) -> ProductRecord:
+    """``record`` with its cloud cover read from its zip when the catalogue does not know it.
+
+    EODC's rows come without cloud cover (reading a file on tape would recall it), so the
+    task's cloud limit can only apply once the zip is staged and readable. Products already
+    in the library, remote ones and unreadable zips are left as they are (fetching reports
+    an unreadable zip).
+    """
+    path = Path(record.location)
+    if True or record.cloud_cover is not None or lib.has_product(record.name) or not path.is_file():
+        return record
+    try:
+        return replace(record, cloud_cover=read_zip_cloud_cover(path, record.name))
+    except MetadataError:
+        return record
+
+
+def acquisition(name: ProductName) -> tuple[str, datetime, int, str | None]:
+    """What an L1C and the L2A made from it (or downloaded for it) have in common."""
+    return (name.mission, name.sensing, name.relative_orbit, name.tile)
+
+
 def partition_metadata(
-    lib: Library, level: str, key: TileDate, fetched: list[str], offline: list[str]
+    held: list[LibraryProduct], fetched: list[str], computed: list[str], offline: list[str]
 ) -> dict[str, object]:
-    held = lib.products(level, key.tile, key.date)
     return {
         "products": len(held),
         "product_ids": dg.MetadataValue.json([p.id for p in held]),
@@ -81,16 +131,153 @@ def partition_metadata(
         "baselines": dg.MetadataValue.json(sorted({p.name.baseline or "" for p in held})),
         "bytes": sum(directory_bytes(p.path) for p in held),
         "fetched_now": dg.MetadataValue.json(fetched),
+        "computed_now": dg.MetadataValue.json(computed),
         "offline": dg.MetadataValue.json(offline),
     }
+
+
+class _Outcome:
+    """What happened to one run's products, partition by partition."""
+
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+        self.offline: list[str] = []
+        self.fetched = 0
+        self.computed = 0
+
+
+def _fetch(
+    context: dg.AssetExecutionContext,
+    rows: list[ProductRecord],
+    lib: Library,
+    providers: ProvidersResource,
+    outcome: _Outcome,
+) -> tuple[list[str], list[str]]:
+    fetched, offline = [], []
+    for record in rows:
+        try:
+            if acquire(record, lib, providers):
+                fetched.append(record.product_id)
+        except ProductOfflineError as exc:
+            offline.append(record.product_id)
+            context.log.warning(str(exc))
+        except S2AssetsError as exc:
+            outcome.failures.append(f"{record.product_id}: {exc}")
+            context.log.error(f"{record.product_id}: {exc}")
+    return fetched, offline
+
+
+def _compute(
+    context: dg.AssetExecutionContext,
+    key: TileDate,
+    options: TaskOptions,
+    lib: Library,
+    sen2cor: Sen2CorResource,
+    outcome: _Outcome,
+) -> list[str]:
+    """Sen2Cor for every L1C of the day whose acquisition has no L2A yet."""
+    have = {acquisition(p.name) for p in lib.products("L2A", key.tile, key.date)}
+    computed = []
+    for l1c in lib.products("L1C", key.tile, key.date):
+        if acquisition(l1c.name) in have:
+            continue
+        limit = min(options.nb_proc, sen2cor.slots())
+        try:
+            with (
+                slot(
+                    lib.temp_dir / "sen2cor-slots",
+                    limit,
+                    on_wait=partial(context.log.info, f"waiting for one of {limit} Sen2Cor slots"),
+                ),
+                lib.scratch("sen2cor") as scratch,
+            ):
+                safe = sen2cor.run(l1c.path, scratch)
+                final = lib.publish(safe, lib.product_path(ProductName.parse(safe.name)))
+        except S2AssetsError as exc:
+            outcome.failures.append(f"{l1c.id}: {exc}")
+            context.log.error(f"Sen2Cor on {l1c.id}: {exc}")
+            continue
+        computed.append(final.name.removesuffix(".SAFE"))
+        have.add(acquisition(l1c.name))
+    return computed
+
+
+def _finish(
+    context: dg.AssetExecutionContext, level: str, options: TaskOptions, outcome: _Outcome
+) -> None:
+    """Offline products: retry the step as the job's ``tries``/``sleep`` say, then report."""
+    if outcome.offline and context.retry_number < options.tries - 1:
+        raise dg.RetryRequested(
+            max_retries=options.tries - 1, seconds_to_wait=options.sleep_minutes * 60
+        )
+    if outcome.failures:
+        raise dg.Failure(
+            description=f"{len(outcome.failures)} {level} product(s) failed; the others are in the library",
+            metadata={"failures": dg.MetadataValue.json(outcome.failures)},
+        )
 
 
 def build_product_asset(
     level: str, partitions_def: dg.MultiPartitionsDefinition, acquisitions: dg.AssetsDefinition
 ) -> dg.AssetsDefinition:
     """The ``l1c`` or ``l2a`` asset."""
+    compute = level == "L2A"
 
-    @dg.asset(
+    def body(
+        context: dg.AssetExecutionContext,
+        config: SelectionConfig,
+        lib: Library,
+        providers: ProvidersResource,
+        sen2cor: Sen2CorResource | None,
+    ) -> dg.MaterializeResult:
+        options_of = RunOptions(context, lib)
+        tables: dict[str, list[ProductRecord]] = {}
+        outcome = _Outcome()
+        last = TaskOptions()
+        for raw_key in context.partition_keys:
+            key = TileDate.parse(raw_key)
+            last = options = config.apply(options_of(key))
+            if key.tile not in tables:
+                tables[key.tile] = catalogue.read_table(lib.acquisitions_path(key.tile))
+            rows = [
+                with_cloud_cover(r, lib)
+                for r in catalogue.select(tables[key.tile], level=level, day=key.date)
+            ]
+            download = not (compute and options.compute_l2a and options.download != "l2a")
+            fetched, offline = (
+                _fetch(context, options.select(rows), lib, providers, outcome)
+                if download
+                else ([], [])
+            )
+            computed = (
+                _compute(context, key, options, lib, sen2cor, outcome)
+                if compute and sen2cor is not None and options.compute_l2a
+                else []
+            )
+            held = lib.products(level, key.tile, key.date)
+            if compute and options.copy_sideproducts:
+                for product in held:
+                    copy_side_products(product.path, lib.mask_dir(key.tile, product.id))
+            context.add_asset_metadata(
+                partition_metadata(held, fetched, computed, offline), partition_key=raw_key
+            )
+            outcome.offline += offline
+            outcome.fetched += len(fetched)
+            outcome.computed += len(computed)
+            if fetched or computed or offline:
+                options_of.write(
+                    f"{level} {key}: fetched {fetched}, computed {computed}, offline {offline}"
+                )
+        _finish(context, level, last, outcome)
+        return dg.MaterializeResult(
+            metadata={
+                "run_partitions": len(context.partition_keys),
+                "run_fetched": outcome.fetched,
+                "run_computed": outcome.computed,
+            }
+        )
+
+    decorator = dg.asset(
         name=level.lower(),
         partitions_def=partitions_def,
         deps=[
@@ -105,45 +292,32 @@ def build_product_asset(
         pool="download",
         group_name="products",
         kinds={"sentinel2", "safe"},
-        description=f"The {level} SAFE product(s) of one tile and sensing day, in the library.",
+        description=(
+            f"The {level} SAFE product(s) of one tile and sensing day, in the library"
+            + (": downloaded, or computed from l1c with Sen2Cor." if compute else ".")
+        ),
     )
-    def product_asset(
+    if not compute:
+
+        @decorator
+        def l1c(
+            context: dg.AssetExecutionContext,
+            config: SelectionConfig,
+            library: LibraryResource,
+            providers: ProvidersResource,
+        ) -> dg.MaterializeResult:
+            return body(context, config, library.library(), providers, None)
+
+        return l1c
+
+    @decorator
+    def l2a(
         context: dg.AssetExecutionContext,
         config: SelectionConfig,
         library: LibraryResource,
         providers: ProvidersResource,
+        sen2cor: Sen2CorResource,
     ) -> dg.MaterializeResult:
-        lib = library.library()
-        options_of = RunOptions(context, lib)
-        tables: dict[str, list[ProductRecord]] = {}
-        failures: list[str] = []
-        counts = {"partitions": 0, "products": 0, "fetched": 0}
-        for raw_key in context.partition_keys:
-            key = TileDate.parse(raw_key)
-            if key.tile not in tables:
-                tables[key.tile] = catalogue.read_table(lib.acquisitions_path(key.tile))
-            rows = catalogue.select(tables[key.tile], level=level, day=key.date)
-            fetched, offline = [], []
-            for record in config.apply(options_of(key)).select(rows):
-                try:
-                    if acquire(record, lib, providers):
-                        fetched.append(record.product_id)
-                except ProductOfflineError as exc:
-                    offline.append(record.product_id)
-                    context.log.warning(str(exc))
-                except S2AssetsError as exc:
-                    failures.append(f"{record.product_id}: {exc}")
-                    context.log.error(f"{record.product_id}: {exc}")
-            metadata = partition_metadata(lib, level, key, fetched, offline)
-            context.add_asset_metadata(metadata, partition_key=raw_key)
-            counts["partitions"] += 1
-            counts["products"] += int(str(metadata["products"]))
-            counts["fetched"] += len(fetched)
-        if failures:
-            raise dg.Failure(
-                description=f"{len(failures)} {level} product(s) failed; the others are in the library",
-                metadata={"failures": dg.MetadataValue.json(failures)},
-            )
-        return dg.MaterializeResult(metadata=counts)
+        return body(context, config, library.library(), providers, sen2cor)
 
-    return product_asset
+    return l2a

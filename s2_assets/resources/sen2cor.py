@@ -15,6 +15,7 @@ from s2_assets.sen2cor import (
     discover_install,
     run_sen2cor,
 )
+from s2_assets.slots import default_sen2cor_slots
 
 
 class Sen2CorInstallation(dg.Config):
@@ -34,8 +35,8 @@ class Sen2CorInstallation(dg.Config):
 class Sen2CorResource(dg.ConfigurableResource):
     """ESA's Sen2Cor, which makes L2A from L1C; the version is chosen per product.
 
-    Sen2Cor is memory hungry (several GB per product): bound how many run at once with the
-    ``sen2cor`` concurrency pool, not here.
+    Sen2Cor is memory hungry (several GB per product): ``max_parallel`` bounds how many run
+    at once on the machine (see ``s2_assets.slots``).
 
     Attributes:
         installations: Every usable install. For an L1C of baseline >= 04.00 the newest
@@ -47,14 +48,21 @@ class Sen2CorResource(dg.ConfigurableResource):
         timeout_s: Seconds one product may take before Sen2Cor and all its children are
             killed (sen2chain waits 2 h).
         kill_grace_s: Seconds between SIGTERM and SIGKILL on timeout.
+        max_parallel: Sen2Cor processes at once on this machine, across runs (a job's
+            ``nb_proc`` lowers it further); 0 means one per 4 GB of memory.
     """
 
     installations: list[Sen2CorInstallation]
+    max_parallel: int = 0
     gipp: str | None = None
     resolution: int | None = None
     extra_args: list[str] = []
     timeout_s: float = 7200.0
     kill_grace_s: float = 30.0
+
+    def slots(self) -> int:
+        """How many Sen2Cor processes may run at once."""
+        return self.max_parallel if self.max_parallel > 0 else default_sen2cor_slots()
 
     def installs(self) -> list[Sen2CorInstall]:
         """The configured installations, checked (exist, executable, known version).

@@ -17,6 +17,7 @@ from s2_assets.partitions import tile_date_partitions
 from s2_assets.resources.cdse import CdseResource
 from s2_assets.resources.library import LibraryResource
 from s2_assets.resources.providers import ArchiveResource, ProvidersResource
+from s2_assets.resources.sen2cor import Sen2CorResource
 from s2_assets_tests.cdse_standin import CdseStandin
 from s2_assets_tests.providers.conftest import SENSING
 
@@ -43,6 +44,7 @@ def dagster_setup(
     )
     resources: dict[str, object] = {
         "library": LibraryResource(root=str(tmp_path / "library")),
+        "sen2cor": Sen2CorResource(installations=[]),
         "providers": ProvidersResource(
             default="cop_dataspace",
             archive=ArchiveResource(),
