@@ -108,7 +108,7 @@ def with_cloud_cover(record: ProductRecord, lib: Library) -> ProductRecord:
     an unreadable zip).
     """
     path = Path(record.location)
-    if True or record.cloud_cover is not None or lib.has_product(record.name) or not path.is_file():
+    if record.cloud_cover is not None or lib.has_product(record.name) or not path.is_file():
         return record
     try:
         return replace(record, cloud_cover=read_zip_cloud_cover(path, record.name))
