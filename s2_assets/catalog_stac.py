@@ -1,0 +1,414 @@
+"""A static STAC catalogue of the library, so QGIS, odc-stac and stackstac open it directly.
+
+Layout (pystac's default, relative links, asset hrefs relative to each item)::
+
+    <root>/data/STAC/catalog.json
+    <root>/data/STAC/<collection>/collection.json
+    <root>/data/STAC/<collection>/<item id>/<item id>.json
+
+Collections: ``l2a`` (one item per L2A SAFE, one asset per image it lists), ``cloudmasks``
+(one item per L2A with masks, one asset per mask file and side product) and one per index
+(``ndvi`` …: one item per L2A, the raw index and one asset per masked variant). Items carry
+the sensing time, the MGRS tile (mgrs extension), ``eo:cloud_cover`` when the L2A metadata is
+readable, and the projection extension: ``proj:code`` on the item, ``proj:shape`` and
+``proj:transform`` on every raster asset, read from the file's own header.
+
+The whole catalogue is written into a hidden sibling folder and renamed into place: readers
+see the previous catalogue or the new one, never a mix. Pure: no Dagster.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pystac
+import rasterio
+from pystac.extensions.eo import EOExtension
+from pystac.extensions.mgrs import MgrsExtension
+from pystac.extensions.projection import ProjectionExtension
+from rasterio.errors import RasterioError
+from rasterio.warp import transform_geom
+
+from s2_assets.errors import ProductNameError, S2AssetsError
+from s2_assets.library import Library
+from s2_assets.products import ProductMetadata, ProductName, metadata_path, read_metadata
+from s2_assets.specs import INDEX_NAMES, parse_mask_spec
+
+CATALOG_ID = "s2_assets"
+MASK_COLLECTION = "cloudmasks"
+L2A_COLLECTION = "l2a"
+SIDE_PRODUCTS = {"MSK_CLDPRB_20m.jp2": "cloud_probability"}
+_SCL_SIDE_RE = re.compile(r"^T\d{2}[A-Z]{3}_\d{8}T\d{6}_SCL_20m\.jp2$")
+_MEDIA = {".tif": pystac.MediaType.COG, ".jp2": pystac.MediaType.JPEG2000}
+# Points per footprint edge: UTM edges are curved in longitude/latitude near the poles.
+_EDGE_POINTS = 8
+
+
+class CatalogError(S2AssetsError):
+    """The STAC catalogue could not be built or written."""
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What an item needs from a raster header."""
+
+    epsg: int | None
+    shape: tuple[int, int]
+    transform: tuple[float, ...]
+    bounds: tuple[float, float, float, float]
+    dtype: str
+    nodata: float | None
+
+
+@dataclass
+class CatalogSummary:
+    """What :func:`write_catalog` wrote: the root file and the item count per collection."""
+
+    path: Path
+    items: dict[str, int] = field(default_factory=dict)
+    assets: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def catalog_dir(library: Library) -> Path:
+    """``<root>/data/STAC``: where the catalogue lives."""
+    return library.root / "data" / "STAC"
+
+
+def read_raster_info(path: Path) -> RasterInfo:
+    """Grid, data type and nodata of a raster, from its header only.
+
+    Raises:
+        CatalogError: naming the file when it cannot be opened.
+    """
+    try:
+        with rasterio.open(path) as src:
+            epsg = src.crs.to_epsg() if src.crs is not None else None
+            return RasterInfo(
+                epsg=epsg,
+                shape=(int(src.height), int(src.width)),
+                transform=tuple(float(v) for v in tuple(src.transform)[:6]),
+                bounds=tuple(float(v) for v in src.bounds),  # type: ignore[arg-type]
+                dtype=str(src.dtypes[0]),
+                nodata=None if src.nodata is None else float(src.nodata),
+            )
+    except RasterioError as exc:
+        raise CatalogError(f"cannot read the header of {path}: {exc}") from exc
+
+
+def footprint(info: RasterInfo) -> dict[str, Any]:
+    """The raster's extent as a WGS84 GeoJSON polygon (edges densified)."""
+    left, bottom, right, top = info.bounds
+    corners = [(left, top), (right, top), (right, bottom), (left, bottom), (left, top)]
+    ring: list[tuple[float, float]] = []
+    for (x0, y0), (x1, y1) in itertools.pairwise(corners):
+        ring += [
+            (x0 + (x1 - x0) * k / _EDGE_POINTS, y0 + (y1 - y0) * k / _EDGE_POINTS)
+            for k in range(_EDGE_POINTS)
+        ]
+    ring.append(corners[0])
+    polygon = {"type": "Polygon", "coordinates": [ring]}
+    if info.epsg == 4326:
+        return polygon
+    if info.epsg is None:
+        raise CatalogError("a raster without a CRS cannot be placed on the map")
+    return dict(transform_geom(f"EPSG:{info.epsg}", "EPSG:4326", polygon, precision=7))
+
+
+def _bbox(geometry: dict[str, Any]) -> list[float]:
+    xs = [p[0] for p in geometry["coordinates"][0]]
+    ys = [p[1] for p in geometry["coordinates"][0]]
+    return [min(xs), min(ys), max(xs), max(ys)]
+
+
+def _raster_asset(
+    path: Path, info: RasterInfo, *, title: str, roles: list[str], nodata: float | None = None
+) -> pystac.Asset:
+    """A raster asset; ``nodata`` stands in when the header declares none."""
+    nodata = info.nodata if info.nodata is not None else nodata
+    asset = pystac.Asset(
+        href=str(path),
+        media_type=_MEDIA.get(path.suffix.lower(), pystac.MediaType.GEOTIFF),
+        title=title,
+        roles=roles,
+        # STAC 1.1 common metadata: what a loader needs to mask no data.
+        extra_fields={"data_type": info.dtype}
+        | ({"nodata": _number(nodata)} if nodata is not None else {}),
+    )
+    projection = ProjectionExtension.ext(asset)
+    projection.shape = list(info.shape)
+    projection.transform = list(info.transform)
+    return asset
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+SuffixRule = Callable[[str, str], str | None]
+
+
+class _Builder:
+    """Collects items per collection, reading each product's metadata once. A file or
+    product that cannot be read is left out and named in ``skipped``, with the reason."""
+
+    def __init__(self, library: Library) -> None:
+        self.library = library
+        self.items: dict[str, list[pystac.Item]] = {}
+        self.skipped: list[str] = []
+        self._metadata: dict[str, ProductMetadata | None] = {}
+
+    def info(self, path: Path) -> RasterInfo | None:
+        try:
+            return read_raster_info(path)
+        except CatalogError as exc:
+            self.skipped.append(str(exc))
+            return None
+
+    def l2a_metadata(self, l2a: ProductName) -> ProductMetadata | None:
+        """The L2A's metadata when its SAFE is in the library and readable."""
+        if l2a.id not in self._metadata:
+            try:
+                self._metadata[l2a.id] = read_metadata(self.library.product_path(l2a))
+            except S2AssetsError:
+                self._metadata[l2a.id] = None
+        return self._metadata[l2a.id]
+
+    def new_item(
+        self, item_id: str, l2a: ProductName, grid: RasterInfo, collection: str
+    ) -> pystac.Item | None:
+        try:
+            geometry = footprint(grid)
+        except CatalogError as exc:
+            self.skipped.append(f"{item_id}: {exc}")
+            return None
+        metadata = self.l2a_metadata(l2a)
+        sensing: datetime = (metadata.sensing_start if metadata else None) or l2a.sensing
+        tile = l2a.tile or ""
+        item = pystac.Item(
+            id=item_id,
+            geometry=geometry,
+            bbox=_bbox(geometry),
+            datetime=sensing,
+            properties={
+                "platform": f"sentinel-2{l2a.mission[2:].lower()}",
+                "constellation": "sentinel-2",
+                "instruments": ["msi"],
+                "s2:product_id": l2a.id,
+                "s2:mgrs_tile": tile,
+                "s2:processing_baseline": l2a.baseline,
+            },
+        )
+        MgrsExtension.ext(item, add_if_missing=True).apply(
+            latitude_band=tile[2], grid_square=tile[3:], utm_zone=int(tile[:2])
+        )
+        ProjectionExtension.ext(item, add_if_missing=True).apply(epsg=grid.epsg)
+        if metadata is not None and metadata.cloud_cover is not None:
+            EOExtension.ext(item, add_if_missing=True).cloud_cover = metadata.cloud_cover
+        self.items.setdefault(collection, []).append(item)
+        return item
+
+    def add_l2a(self, tile: str) -> None:
+        for product in self.library.products("L2A", tile):
+            metadata = self.l2a_metadata(product.name)
+            if metadata is None:
+                self.skipped.append(f"{product.path}: metadata unreadable")
+                continue
+            images = [(_band_key(e), product.path / f"{e}.jp2") for e in metadata.image_files]
+            cldprb = sorted(product.path.glob("GRANULE/*/QI_DATA/MSK_CLDPRB_20m.jp2"))
+            images += [("MSK_CLDPRB_20m", p) for p in cldprb[:1]]
+            grids: dict[str, RasterInfo] = {}
+            assets: dict[str, pystac.Asset] = {}
+            for key, path in images:
+                resolution = key.rsplit("_", 1)[-1]
+                # Every image of one resolution shares one grid: one header read each.
+                info = grids.get(resolution) if path.is_file() else None
+                info = info or (self.info(path) if path.is_file() else None)
+                if info is None:
+                    continue
+                grids[resolution] = info
+                roles = ["visual"] if key.startswith("TCI") else ["data"]
+                # The SAFE's JPEG2000 declare no nodata; its metadata says 0 (NODATA special
+                # value) for every image but the cloud probability, where 0 is 0 %.
+                nodata = None if key.startswith("MSK_") else 0
+                assets[key] = _raster_asset(path, info, title=key, roles=roles, nodata=nodata)
+            if not grids:
+                self.skipped.append(f"{product.path}: no readable image")
+                continue
+            finest = min(grids.values(), key=lambda g: abs(g.transform[0]))
+            item = self.new_item(product.id, product.name, finest, L2A_COLLECTION)
+            if item is None:
+                continue
+            for key, asset in assets.items():
+                item.add_asset(key, asset)
+            item.add_asset(
+                "metadata",
+                pystac.Asset(
+                    href=str(metadata_path(product.path)),
+                    media_type=pystac.MediaType.XML,
+                    title="MTD_MSIL2A.xml",
+                    roles=["metadata"],
+                ),
+            )
+
+    def add_derived(self, collection: str, tile_dir: Path, key_of: SuffixRule) -> None:
+        """Items for the product folders under ``tile_dir`` (masks, or one index)."""
+        for product_dir in sorted(p for p in tile_dir.iterdir() if p.is_dir()):
+            try:
+                l2a = ProductName.parse(product_dir.name)
+            except ProductNameError:
+                self.skipped.append(f"{product_dir}: not an L2A product folder")
+                continue
+            files = sorted(
+                (key, path)
+                for path in product_dir.iterdir()
+                if path.is_file() and (key := key_of(l2a.id, path.name)) is not None
+            )
+            infos = {key: info for key, path in files if (info := self.info(path)) is not None}
+            if not infos:
+                continue
+            item_id = f"{l2a.id}_{collection.upper()}"
+            item = self.new_item(item_id, l2a, next(iter(infos.values())), collection)
+            if item is None:
+                continue
+            for key, path in files:
+                if key in infos:
+                    item.add_asset(key, _raster_asset(path, infos[key], title=key, roles=["data"]))
+
+
+def _band_key(image_entry: str) -> str:
+    """``GRANULE/…/R10m/T40KCB_20240101T063511_B02_10m`` -> ``B02_10m``."""
+    stem = Path(image_entry).name
+    parts = stem.split("_")
+    return "_".join(parts[2:]) if len(parts) > 2 else stem
+
+
+def mask_asset_key(l2a_id: str, filename: str) -> str | None:
+    """The asset key of a file in a cloud-mask folder: the spec, a side product, or None."""
+    if filename in SIDE_PRODUCTS:
+        return SIDE_PRODUCTS[filename]
+    if _SCL_SIDE_RE.match(filename):
+        return "scl"
+    return _spec_of(l2a_id, filename, prefix="")
+
+
+def index_asset_key(index: str) -> SuffixRule:
+    """The rule naming an index folder's files: ``NDVI`` (raw) or ``NDVI_<SPEC>``."""
+
+    def rule(l2a_id: str, filename: str) -> str | None:
+        stem, suffix = os.path.splitext(filename)
+        if suffix not in _MEDIA or filename.startswith("."):
+            return None
+        if stem == f"{l2a_id}_{index}":
+            return index
+        spec = _spec_of(l2a_id, filename, prefix=f"{index}_")
+        return f"{index}_{spec}" if spec else None
+
+    return rule
+
+
+def _spec_of(l2a_id: str, filename: str, *, prefix: str) -> str | None:
+    stem, suffix = os.path.splitext(filename)
+    head = f"{l2a_id}_{prefix}"
+    if suffix not in _MEDIA or filename.startswith(".") or not stem.startswith(head):
+        return None
+    try:
+        return str(parse_mask_spec(stem[len(head) :]))
+    except S2AssetsError:
+        return None  # a quicklook or a stray file: not a mask product
+
+
+def _index_root(library: Library, index: str) -> Path:
+    # INDICES/<INDEX>/<tile>/<L2A id>: the index folder is two levels above a product's.
+    return library.index_dir(index, "_", "_").parent.parent
+
+
+def build_catalog(library: Library) -> tuple[pystac.Catalog, list[str]]:
+    """The catalogue of everything in ``library`` (absolute asset hrefs), and what was
+    skipped (unreadable or misnamed products) with the reason."""
+    builder = _Builder(library)
+    mask_root = library.mask_dir("_", "_").parent.parent
+    for tile in library.tiles("L2A"):
+        builder.add_l2a(tile)
+    for tile in _subdirs(mask_root):
+        builder.add_derived(MASK_COLLECTION, mask_root / tile, mask_asset_key)
+    for index in INDEX_NAMES:
+        root = _index_root(library, index)
+        for tile in _subdirs(root):
+            builder.add_derived(index.lower(), root / tile, index_asset_key(index))
+    catalog = pystac.Catalog(
+        id=CATALOG_ID,
+        description=f"Sentinel-2 L2A products, cloud masks and indices of {library.root}",
+        catalog_type=pystac.CatalogType.SELF_CONTAINED,
+    )
+    for collection_id, items in builder.items.items():
+        collection = pystac.Collection(
+            id=collection_id,
+            description=_DESCRIPTIONS.get(collection_id, f"{collection_id.upper()} index"),
+            extent=pystac.Extent.from_items(items),
+            license="other",
+        )
+        collection.add_items(items)
+        catalog.add_child(collection)
+    return catalog, builder.skipped
+
+
+_DESCRIPTIONS = {
+    L2A_COLLECTION: "Sentinel-2 L2A products (SAFE), one asset per image",
+    MASK_COLLECTION: "Cloud masks (1 masked, 0 clear, 255 no data), one asset per mask spec",
+}
+
+
+def _subdirs(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+
+def _objects(catalog: pystac.Catalog) -> Iterator[pystac.STACObject]:
+    yield catalog
+    for child in catalog.get_children():
+        yield child
+        yield from child.get_items()
+
+
+def write_catalog(library: Library) -> CatalogSummary:
+    """Build the library's catalogue and publish it as ``<root>/data/STAC`` in one rename.
+
+    Raises:
+        CatalogError: a raster header is unreadable; the previous catalogue is kept.
+    """
+    final = catalog_dir(library)
+    catalog, skipped = build_catalog(library)
+    catalog.normalize_hrefs(str(final))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=".STAC-", dir=final.parent))
+    summary = CatalogSummary(path=final / "catalog.json", skipped=skipped)
+    try:
+        for obj in _objects(catalog):
+            self_href = obj.get_self_href()
+            assert self_href is not None  # set by normalize_hrefs
+            here = Path(self_href).parent
+            if isinstance(obj, pystac.Item):
+                for asset in obj.assets.values():
+                    asset.href = os.path.relpath(asset.href, here)
+                summary.assets += len(obj.assets)
+                collection_id = obj.collection_id or ""
+                summary.items[collection_id] = summary.items.get(collection_id, 0) + 1
+            target = staged / Path(self_href).relative_to(final)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(obj.to_dict(include_self_link=False)))
+        os.chmod(staged, 0o755)
+        library.publish(staged, final)
+    finally:
+        if staged.exists():
+            shutil.rmtree(staged, ignore_errors=True)
+    return summary
