@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+import yaml
 
 from s2_assets.assets.acquisitions import build_acquisitions
 from s2_assets.assets.derived import build_cloudmask_asset, build_indices_asset
 from s2_assets.assets.products import build_product_asset
+from s2_assets.errors import S2AssetsError
 from s2_assets.jobs.automation import (
     build_broken_job_schedule,
     build_job_schedule,
     build_new_acquisitions_sensor,
 )
 from s2_assets.jobs.jobfile import jid_from_path, load_jobs
+from s2_assets.jobs.model import JobSettings
 from s2_assets.jobs.staging_sensor import build_staging_sensor
 from s2_assets.library import Library
 from s2_assets.partitions import tile_date_partitions
@@ -36,8 +42,76 @@ def cdse_resource(settings: Settings) -> CdseResource:
     return CdseResource(username=dg.EnvVar("CDSE_USERNAME"), password=dg.EnvVar("CDSE_PASSWORD"))
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
-    """Everything Dagster shows, built from ``settings``."""
+class ExecutorConfigError(S2AssetsError, ValueError):
+    """The file ``S2_EXECUTOR`` names cannot give an executor."""
+
+
+# What an S2_EXECUTOR file may name; each needs its integration installed (pip install dagster-k8s).
+CLUSTER_EXECUTORS = {
+    "k8s": ("dagster_k8s", "k8s_job_executor"),
+    "celery": ("dagster_celery", "celery_executor"),
+    "dask": ("dagster_dask", "dask_executor"),
+}
+
+
+def local_executor(max_concurrent: int) -> dg.ExecutorDefinition:
+    """Dagster's default executor: run config picks ``in_process`` or ``multiprocess``; an unset
+    ``max_concurrent`` is the job files' ``nb_proc`` rather than the CPU count."""
+    base = dg.multi_or_in_process_executor
+
+    def fill_default(config: dict[str, Any]) -> dict[str, Any]:
+        if "multiprocess" not in config or config["multiprocess"].get("max_concurrent"):
+            return config
+        return {"multiprocess": {**config["multiprocess"], "max_concurrent": max_concurrent}}
+
+    return base.configured(fill_default, config_schema=base.config_schema.as_field())
+
+
+def cluster_executor(path: str) -> dg.ExecutorDefinition:
+    """The executor an ``S2_EXECUTOR`` YAML file names (``executor: k8s|celery|dask``) with its
+    ``config:``, checked now so a bad file fails the code location, not every run.
+
+    Raises:
+        ExecutorConfigError: naming the file, and the valid executors or the config problem.
+    """
+    try:
+        spec = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ExecutorConfigError(f"S2_EXECUTOR={path}: cannot read it: {exc}") from exc
+    name = spec.get("executor") if isinstance(spec, dict) else None
+    if name not in CLUSTER_EXECUTORS:
+        raise ExecutorConfigError(
+            f"S2_EXECUTOR={path}: executor: {name!r} is not one of {', '.join(CLUSTER_EXECUTORS)}"
+        )
+    module, attribute = CLUSTER_EXECUTORS[name]
+    try:
+        executor: dg.ExecutorDefinition = getattr(importlib.import_module(module), attribute)
+    except ImportError as exc:
+        package = module.replace("_", "-")
+        raise ExecutorConfigError(
+            f"S2_EXECUTOR={path}: {name} needs `pip install {package}`"
+        ) from exc
+    config = spec.get("config") or {}
+
+    @dg.op
+    def probe() -> None:
+        """Never run: only lets Dagster check the executor config now."""
+
+    @dg.job(executor_def=executor)
+    def executor_probe() -> None:
+        probe()
+
+    try:
+        dg.validate_run_config(executor_probe, {"execution": {"config": config}})
+    except dg.DagsterInvalidConfigError as exc:
+        raise ExecutorConfigError(f"S2_EXECUTOR={path}: bad {name} config: {exc}") from exc
+    return executor.configured(config, name=name)
+
+
+def build_definitions(
+    settings: Settings, executor: dg.ExecutorDefinition | None = None
+) -> dg.Definitions:
+    """Everything Dagster shows, built from ``settings``; ``executor`` replaces the local one."""
     with warnings.catch_warnings():
         # BackfillPolicy and MultiToSingleDimensionPartitionMapping are "beta" in 1.13 but are
         # exactly what ranged runs over tile x date need; the warning says nothing actionable.
@@ -49,6 +123,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         cloudmask = build_cloudmask_asset(partitions, l2a)
         indices = build_indices_asset(partitions, l2a, cloudmask)
     jobs, errors = load_jobs(Library(settings.data_home).jobs_dir)
+    cpus = os.cpu_count() or 1
+    workers = max((job.settings.workers(cpus) for job in jobs), default=JobSettings().workers(cpus))
     automation: list[dg.ScheduleDefinition] = []
     asset_jobs = []
     for job in jobs:
@@ -67,6 +143,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         sensors.append(build_staging_sensor(product_assets))
     return dg.Definitions(
         assets=[acquisitions, *product_assets],
+        executor=executor or local_executor(workers),
         jobs=asset_jobs,
         schedules=automation,
         sensors=sensors,
@@ -89,4 +166,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
 @dg.definitions
 def defs() -> dg.Definitions:
     """Loaded by ``dagster dev`` / the webserver / the daemon (settings from the environment)."""
-    return build_definitions(Settings.from_env())
+    executor_file = os.environ.get("S2_EXECUTOR", "")
+    return build_definitions(
+        Settings.from_env(), cluster_executor(executor_file) if executor_file else None
+    )
