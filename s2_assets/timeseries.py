@@ -198,14 +198,20 @@ class Zone:
     inside: NDArray[np.bool_]
 
 
+def _snap(pixel: float) -> float:
+    nearest = round(pixel)
+    return float(nearest) if abs(pixel - nearest) < 1e-6 else pixel
+
+
 def zone_on_grid(geometry: dict[str, Any], transform: Affine) -> Zone:
     """Rasterize ``geometry`` (in the grid's CRS) over the pixel box around it."""
     if transform.b or transform.d:
         raise TimeSeriesError(f"rotated raster grids are not supported (transform {transform})")
     minx, miny, maxx, maxy = shapely.bounds(shapely.geometry.shape(geometry))
-    # Pixel coordinates of two opposite corners; the box is every pixel they touch.
-    left, top = ~transform * (minx, maxy)
-    right, bottom = ~transform * (maxx, miny)
+    # Pixel coordinates of two opposite corners; the box is every pixel they touch. Edges
+    # within a micro-pixel of a pixel edge (drawn on it, then reprojected) count as on it.
+    left, top = (_snap(v) for v in ~transform * (minx, maxy))
+    right, bottom = (_snap(v) for v in ~transform * (maxx, miny))
     col0 = math.floor(min(left, right))
     col1 = max(math.ceil(max(left, right)), col0 + 1)
     row0 = math.floor(min(top, bottom))
