@@ -13,6 +13,7 @@ import yaml
 
 from s2_assets.assets.acquisitions import build_acquisitions
 from s2_assets.assets.derived import build_cloudmask_asset, build_indices_asset
+from s2_assets.assets.housekeeping import build_housekeeping_asset
 from s2_assets.assets.products import build_product_asset
 from s2_assets.errors import S2AssetsError
 from s2_assets.jobs.automation import (
@@ -122,6 +123,7 @@ def build_definitions(
         l2a = build_product_asset("L2A", partitions, acquisitions)
         cloudmask = build_cloudmask_asset(partitions, l2a)
         indices = build_indices_asset(partitions, l2a, cloudmask)
+        housekeeping = build_housekeeping_asset(partitions, [l1c, l2a, cloudmask, indices])
     jobs, errors = load_jobs(Library(settings.data_home).jobs_dir)
     cpus = os.cpu_count() or 1
     workers = max((job.settings.workers(cpus) for job in jobs), default=JobSettings().workers(cpus))
@@ -134,7 +136,7 @@ def build_definitions(
     for error in errors:
         path = Path(str(getattr(error, "path", "job file")))
         automation.append(build_broken_job_schedule(str(path), jid_from_path(path), str(error)))
-    product_assets = [l1c, l2a, cloudmask, indices]
+    product_assets = [l1c, l2a, cloudmask, indices, housekeeping]
     chiller = ChillerResource(url=settings.chiller_url or None)
     # With Chiller, EODC products wait on tape until staging_sensor has them staged.
     staged = frozenset({"eodc"}) if chiller.enabled else frozenset()

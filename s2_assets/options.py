@@ -18,6 +18,7 @@ from s2_assets.providers.base import ProductRecord, filter_records
 from s2_assets.specs import DEFAULT_MASK_SPEC
 
 JOB_TAG = "s2/job"  # run tag naming the job file whose tasks govern a run
+TASK_TAG = "s2/task"  # the task rows (0-based, comma-separated) a backfill serves
 
 
 @dataclass(frozen=True)

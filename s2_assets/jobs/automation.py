@@ -20,8 +20,8 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from s2_assets import catalogue
 from s2_assets.jobs.backfill import backfill_request
 from s2_assets.jobs.jobfile import load_job, load_jobs
-from s2_assets.jobs.model import JobFile
-from s2_assets.options import JOB_TAG, options_for
+from s2_assets.jobs.model import JobFile, task_chunks
+from s2_assets.options import JOB_TAG, TASK_TAG, options_for
 from s2_assets.partitions import TILES, TileDate
 from s2_assets.providers.base import ProductRecord
 from s2_assets.resources.library import LibraryResource
@@ -128,6 +128,31 @@ def plan_backfill(
     return {name: fill_spans(keys) for name, keys in wanted.items()}
 
 
+def chunk_keys(
+    keys: Sequence[TileDate], jobs: Sequence[JobFile], *, job: str | None, today: date
+) -> list[tuple[tuple[int, ...], list[TileDate]]]:
+    """Group new keys as the job's ``process_by_line`` says: with k > 0 the task rows are
+    split into chunks as sen2chain split them, and each chunk gets its own backfill.
+
+    Returns (governing task indices, keys) per chunk; tiles no task governs share one group.
+    """
+    job_file = next((j for j in jobs if j.jid == job), None)
+    chunk_of: dict[int, int] = {}
+    if job_file is not None:
+        chunks = task_chunks(job_file.enabled_tasks, job_file.settings.process_by_line)
+        chunk_of = {task.index: n for n, chunk in enumerate(chunks) for task in chunk}
+    groups: dict[int, tuple[set[int], list[TileDate]]] = {}
+    for key in keys:
+        task = options_for(jobs, key.tile, key.date, today=today, job=job).task
+        tasks, members = groups.setdefault(
+            chunk_of.get(task, -1) if task is not None else -1, (set(), [])
+        )
+        if task is not None:
+            tasks.add(task)
+        members.append(key)
+    return [(tuple(sorted(tasks)), members) for _, (tasks, members) in sorted(groups.items())]
+
+
 def fill_spans(keys: set[TileDate]) -> set[TileDate]:
     """Every day between each tile's first and last key: one contiguous range per tile."""
     filled: set[TileDate] = set()
@@ -197,16 +222,19 @@ def build_new_acquisitions_sensor(
                 ]
                 for t in {k.tile for k in keys}
             }
-            plan = plan_backfill(keys, tables, jobs, job=job, today=today, available=available)
-            if not plan:
-                continue
-            tags = {JOB_TAG: job} if job else {}
-            partitions = {dg.AssetKey(name): {str(k) for k in keys} for name, keys in plan.items()}
-            requests.append(backfill_request(partitions, repository.asset_graph, tags))
-            context.log.info(
-                f"backfill for {job or 'manual refresh'}: "
-                + ", ".join(f"{name} x {len(keys)}" for name, keys in sorted(plan.items()))
-            )
+            for tasks, group in chunk_keys(keys, jobs, job=job, today=today):
+                plan = plan_backfill(group, tables, jobs, job=job, today=today, available=available)
+                if not plan:
+                    continue
+                tags = {JOB_TAG: job} if job else {}
+                if tasks:
+                    tags[TASK_TAG] = ",".join(str(t) for t in tasks)
+                partitions = {dg.AssetKey(n): {str(k) for k in ks} for n, ks in plan.items()}
+                requests.append(backfill_request(partitions, repository.asset_graph, tags))
+                context.log.info(
+                    f"backfill for {job or 'manual refresh'} tasks {list(tasks)}: "
+                    + ", ".join(f"{n} x {len(ks)}" for n, ks in sorted(plan.items()))
+                )
         if not requests:
             # Advance the cursor all the same: these rows have been looked at.
             return dg.SensorResult(

@@ -11,6 +11,7 @@ from s2_assets.demo import DEMO_PRODUCTS, DemoProduct, build_archive
 from s2_assets.jobs.backfill import requested_partitions
 from s2_assets.library import Library
 from s2_assets.settings import Settings
+from s2_assets_tests.jobs.driver import execute_backfill, run_requests, sense, tick
 
 JOB_TEXT = """logs = False
 timing = 30 2 * * 1
@@ -26,8 +27,6 @@ process_by_line = 0
 tile;date_min;date_max;max_clouds;provider;filter_max_pb;download;compute_l2a;cloudmasks;indices;remove;comments
 40KCB;2022-01-01;2022-02-10;80;archive;True;l2a;False;;;;Reunion
 """
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 
 
 @pytest.fixture
@@ -43,52 +42,6 @@ def setup(tmp_path: Path):
     settings = Settings(data_home=library, archive_root=str(archive), date_start="2022-01-01")
     with dg.instance_for_test() as instance:
         yield build_definitions(settings), instance, archive, library
-
-
-def tick(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[dg.RunRequest]:
-    schedule = defs.get_schedule_def("reunion_schedule")
-    context = dg.build_schedule_context(
-        instance=instance,
-        scheduled_execution_time=datetime(2022, 2, 7, 2, 30, tzinfo=UTC),
-        repository_def=defs.get_repository_def(),
-    )
-    return list(schedule.evaluate_tick(context).run_requests or [])
-
-
-def run_requests(defs: dg.Definitions, instance: dg.DagsterInstance, requests) -> None:
-    job = defs.resolve_job_def("reunion_job")
-    for request in requests:
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=request.partition_key,
-            run_config=request.run_config,
-            tags=request.tags,
-        )
-        assert result.success
-
-
-def sense(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):
-    sensor = defs.get_sensor_def("new_acquisitions_sensor")
-    with dg.build_sensor_context(
-        instance=instance, definitions=defs, cursor=cursor, resources=defs.resources
-    ) as context:
-        return sensor(context)
-
-
-def execute_backfill(defs: dg.Definitions, instance: dg.DagsterInstance, request) -> None:
-    """What the backfill daemon does with BackfillPolicy.single_run: one ranged run per tile."""
-    covered = requested_partitions(request)
-    job = defs.resolve_implicit_global_asset_job_def()
-    keys = sorted({k for parts in covered.values() for k in parts})
-    tiles = sorted({k.split("|")[1] for k in keys})
-    for tile in tiles:
-        days = sorted(k for k in keys if k.endswith(tile))
-        result = job.execute_in_process(
-            instance=instance,
-            asset_selection=sorted(covered),
-            tags={**request.tags, RANGE_START: days[0], RANGE_END: days[-1]},
-        )
-        assert result.success
 
 
 def test_tick_sensor_backfill_cycle(setup) -> None:

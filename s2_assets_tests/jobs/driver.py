@@ -1,0 +1,67 @@
+"""Drive what the daemon would: schedule ticks, sensor evaluations, and backfills executed as
+ranged runs per tile (what BackfillPolicy.single_run makes of them)."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from s2_assets.jobs.backfill import requested_partitions
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def tick(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    jid: str = "reunion",
+    when: datetime = datetime(2022, 2, 7, 2, 30, tzinfo=UTC),
+) -> list[dg.RunRequest]:
+    schedule = defs.get_schedule_def(f"{jid}_schedule")
+    context = dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=when,
+        repository_def=defs.get_repository_def(),
+    )
+    return list(schedule.evaluate_tick(context).run_requests or [])
+
+
+def run_requests(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    requests: list[dg.RunRequest],
+    jid: str = "reunion",
+) -> None:
+    job = defs.resolve_job_def(f"{jid}_job")
+    for request in requests:
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key=request.partition_key,
+            run_config=request.run_config,
+            tags=request.tags,
+        )
+        assert result.success
+
+
+def sense(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):
+    sensor = defs.get_sensor_def("new_acquisitions_sensor")
+    with dg.build_sensor_context(
+        instance=instance, definitions=defs, cursor=cursor, resources=defs.resources
+    ) as context:
+        return sensor(context)
+
+
+def execute_backfill(defs: dg.Definitions, instance: dg.DagsterInstance, request) -> None:
+    """What the backfill daemon does with BackfillPolicy.single_run: one ranged run per tile."""
+    covered = requested_partitions(request)
+    job = defs.resolve_implicit_global_asset_job_def()
+    keys = sorted({k for parts in covered.values() for k in parts})
+    tiles = sorted({k.split("|")[1] for k in keys})
+    for tile in tiles:
+        days = sorted(k for k in keys if k.endswith(tile))
+        result = job.execute_in_process(
+            instance=instance,
+            asset_selection=sorted(covered),
+            tags={**request.tags, RANGE_START: days[0], RANGE_END: days[-1]},
+        )
+        assert result.success

@@ -1,0 +1,132 @@
+"""Job settings and task columns acted on: compute_l2a through Sen2Cor, side products, logs,
+remove rules shown truthfully, tries/sleep for offline products, process_by_line chunks."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+
+from s2_assets.definitions import build_definitions
+from s2_assets.demo import DEMO_PRODUCTS, build_archive
+from s2_assets.errors import ProductOfflineError
+from s2_assets.jobs.backfill import requested_partitions
+from s2_assets.library import Library
+from s2_assets.providers.archive import ArchiveProvider
+from s2_assets.settings import Settings
+from s2_assets_tests.jobs.driver import execute_backfill, run_requests, sense, tick
+from s2_assets_tests.sen2cor_standin import write_launcher
+
+HEADER = """logs = {logs}
+timing = 0 1 * * *
+provider = archive
+tries = {tries}
+sleep = 0
+nb_proc = 1
+copy_L2A_sideproducts = True
+clean_before = False
+clean_after = False
+process_by_line = {by_line}
+
+tile;date_min;date_max;max_clouds;provider;filter_max_pb;download;compute_l2a;cloudmasks;indices;remove;comments
+"""
+WHEN = datetime(2022, 2, 7, 2, 30, tzinfo=UTC)
+
+
+def make(tmp_path: Path, rows: list[str], *, logs: bool = True, tries: int = 1, by_line: int = 0):
+    archive = tmp_path / "archive"
+    build_archive(archive, [p for p in DEMO_PRODUCTS if p.level == "L1C"], size=12)
+    library = tmp_path / "library"
+    jobs = Library(library).jobs_dir
+    jobs.mkdir(parents=True)
+    text = HEADER.format(logs=logs, tries=tries, by_line=by_line) + "\n".join(rows) + "\n"
+    (jobs / "job_j.cfg").write_text(text)
+    launcher = write_launcher(tmp_path / "Sen2Cor-02.12.03" / "bin")
+    settings = Settings(
+        data_home=library,
+        archive_root=str(archive),
+        date_start="2022-01-01",
+        sen2cor_paths=(str(launcher),),
+    )
+    return build_definitions(settings), library
+
+
+def test_compute_l2a_side_products_logs_and_remove_rules(tmp_path: Path) -> None:
+    defs, library = make(
+        tmp_path,
+        ["40KCB;2022-01-19;2022-01-21;100;archive;True;l1c;True;;;l1c-new;Reunion"],
+    )
+    with dg.instance_for_test() as instance:
+        run_requests(defs, instance, tick(defs, instance, "j", WHEN), "j")
+        result = sense(defs, instance, None)
+        (request,) = result.run_requests
+        covered = requested_partitions(request)
+        assert set(covered) == {dg.AssetKey(k) for k in ("l1c", "l2a", "housekeeping")}
+        assert covered[dg.AssetKey("l2a")] == {"2022-01-20|40KCB"}
+        assert request.tags["s2/task"] == "0"
+        execute_backfill(defs, instance, request)
+
+        l2a = list((library / "data" / "L2A" / "40KCB").iterdir())
+        assert [p.name for p in l2a] == [
+            "S2A_MSIL2A_20220120T063511_N0301_R120_T40KCB_20220120T083511.SAFE"
+        ]
+        assert (l2a[0] / "sen2chain_info.xml").is_file()
+        masks = library / "data" / "CLOUDMASKS" / "40KCB" / l2a[0].name.removesuffix(".SAFE")
+        assert sorted(p.name for p in masks.iterdir()) == [
+            "MSK_CLDPRB_20m.jp2",
+            "T40KCB_20220120T063511_SCL_20m.jp2",
+        ]
+        # l1c-new: the converted L1C is gone, and the UI no longer claims it.
+        assert not list((library / "data" / "L1C" / "40KCB").iterdir())
+        latest = instance.fetch_materializations(dg.AssetKey("l1c"), limit=1).records[0]
+        state = latest.asset_materialization
+        assert state is not None and state.partition == "2022-01-20|40KCB"
+        assert state.metadata["products"].value == 0
+        assert state.metadata["paths"].value == []
+        assert "l1c-new" in str(state.metadata["removed"].value)
+        assert "2022-01-20|40KCB" in instance.get_materialized_partitions(dg.AssetKey("l2a"))
+
+        (log,) = (library / "logs" / "job_j").glob("job_j_run_*.log")
+        text = log.read_text()
+        assert "computed ['S2A_MSIL2A_20220120T063511" in text and "removed S2A_MSIL1C" in text
+
+
+def test_offline_products_are_retried_as_tries_say(tmp_path: Path, monkeypatch) -> None:
+    defs, library = make(
+        tmp_path, ["40KCB;2022-01-19;2022-01-21;100;archive;True;l1c;False;;;;x"], tries=2
+    )
+    real_fetch = ArchiveProvider.fetch
+    calls: list[str] = []
+
+    def flaky(self, record, workdir):  # offline on the first round, online on the second
+        calls.append(record.product_id)
+        if len(calls) == 1:
+            raise ProductOfflineError(f"{record.product_id} is offline")
+        return real_fetch(self, record, workdir)
+
+    monkeypatch.setattr(ArchiveProvider, "fetch", flaky)
+    with dg.instance_for_test() as instance:
+        run_requests(defs, instance, tick(defs, instance, "j", WHEN), "j")
+        (request,) = sense(defs, instance, None).run_requests
+        execute_backfill(defs, instance, request)
+    assert len(calls) == 2
+    assert len(list((library / "data" / "L1C" / "40KCB").iterdir())) == 1
+
+
+def test_process_by_line_launches_one_backfill_per_chunk(tmp_path: Path) -> None:
+    defs, _ = make(
+        tmp_path,
+        [
+            "40KCB;2022-01-01;2022-02-10;100;archive;True;l1c;False;;;;a",
+            "31UFS;2022-01-01;2022-02-10;100;archive;True;l1c;False;;;;b",
+        ],
+        by_line=1,
+        logs=False,
+    )
+    with dg.instance_for_test() as instance:
+        run_requests(defs, instance, tick(defs, instance, "j", WHEN), "j")
+        requests = sense(defs, instance, None).run_requests
+    assert [r.tags["s2/task"] for r in requests] == ["0", "1"]
+    tiles = [
+        {k.split("|")[1] for ks in requested_partitions(r).values() for k in ks} for r in requests
+    ]
+    assert tiles == [{"40KCB"}, {"31UFS"}]
