@@ -12,6 +12,7 @@ new day, so ``BackfillPolicy.single_run`` makes it one ranged run per tile.
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -21,6 +22,7 @@ from s2_assets import catalogue
 from s2_assets.jobs.backfill import backfill_request
 from s2_assets.jobs.jobfile import load_job, load_jobs
 from s2_assets.jobs.model import JobFile, task_chunks
+from s2_assets.library import Library
 from s2_assets.options import JOB_TAG, TASK_TAG, options_for
 from s2_assets.partitions import TILES, TileDate
 from s2_assets.providers.base import ProductRecord
@@ -164,6 +166,75 @@ def fill_spans(keys: set[TileDate]) -> set[TileDate]:
     return filled
 
 
+@dataclass(frozen=True)
+class BackfillPlan:
+    """One backfill to launch: its tags and the partitions of each asset."""
+
+    tags: dict[str, str]
+    partitions: dict[str, set[TileDate]]
+
+    def describe(self) -> str:
+        return ", ".join(f"{n} x {len(ks)}" for n, ks in sorted(self.partitions.items()))
+
+
+def new_partitions_since(
+    instance: dg.DagsterInstance, after: int
+) -> tuple[dict[str | None, list[TileDate]], int | None]:
+    """New (tile, date) keys recorded by ``acquisitions`` after event ``after``, by job tag,
+    and the last event id read (None when there was nothing)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=ACQUISITIONS, after_storage_id=after),
+        limit=1000,
+        ascending=True,
+    ).records
+    new_by_job: dict[str | None, list[TileDate]] = {}
+    for record in records:
+        materialization = record.asset_materialization
+        if materialization is None:
+            continue
+        entry = materialization.metadata.get("new_partitions")
+        keys = json.loads(json.dumps(entry.value)) if entry is not None else []
+        run = instance.get_run_by_id(record.run_id)
+        job = run.tags.get(JOB_TAG) if run else None
+        new_by_job.setdefault(job, []).extend(TileDate.parse(k) for k in keys)
+    return new_by_job, (max(r.storage_id for r in records) if records else None)
+
+
+def plan_backfills(
+    new_by_job: dict[str | None, list[TileDate]],
+    lib: Library,
+    jobs: Sequence[JobFile],
+    *,
+    today: date,
+    available: set[str],
+    staged_providers: frozenset[str] = frozenset(),
+) -> list[BackfillPlan]:
+    """One backfill per job (per ``process_by_line`` chunk) covering what its tasks ask for."""
+    plans = []
+    for job, keys in sorted(new_by_job.items(), key=lambda item: item[0] or ""):
+        tables = {
+            t: [
+                r
+                for r in catalogue.read_table(lib.acquisitions_path(t))
+                if r.provider not in staged_providers
+            ]
+            for t in {k.tile for k in keys}
+        }
+        for tasks, group in chunk_keys(keys, jobs, job=job, today=today):
+            plan = plan_backfill(group, tables, jobs, job=job, today=today, available=available)
+            if not plan:
+                continue
+            tags = {JOB_TAG: job} if job else {}
+            if tasks:
+                tags[TASK_TAG] = ",".join(str(t) for t in tasks)
+            plans.append(BackfillPlan(tags, plan))
+    return plans
+
+
+def asset_names(product_assets: Sequence[dg.AssetsDefinition]) -> set[str]:
+    return {key.to_user_string() for a in product_assets for key in a.keys}
+
+
 def build_new_acquisitions_sensor(
     product_assets: Sequence[dg.AssetsDefinition], staged_providers: frozenset[str] = frozenset()
 ) -> dg.SensorDefinition:
@@ -172,7 +243,7 @@ def build_new_acquisitions_sensor(
     Products of ``staged_providers`` (EODC with Chiller) are left to ``staging_sensor``,
     which launches their backfill once they are on disk.
     """
-    available = {key.to_user_string() for a in product_assets for key in a.keys}
+    available = asset_names(product_assets)
 
     @dg.sensor(
         name="new_acquisitions_sensor",
@@ -186,61 +257,34 @@ def build_new_acquisitions_sensor(
         context: dg.SensorEvaluationContext, library: LibraryResource
     ) -> dg.SensorResult | dg.SkipReason:
         """Read new catalogue rows since the cursor; launch one backfill per job."""
-        after = int(context.cursor or 0)
-        records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=ACQUISITIONS, after_storage_id=after),
-            limit=1000,
-            ascending=True,
-        ).records
-        if not records:
+        new_by_job, last = new_partitions_since(context.instance, int(context.cursor or 0))
+        if last is None:
             return dg.SkipReason("no new acquisitions materializations")
         lib = library.library()
         jobs, errors = load_jobs(lib.jobs_dir)
         for error in errors:
             context.log.warning(str(error))
-        new_by_job: dict[str | None, list[TileDate]] = {}
-        for record in records:
-            materialization = record.asset_materialization
-            if materialization is None:
-                continue
-            entry = materialization.metadata.get("new_partitions")
-            keys = json.loads(json.dumps(entry.value)) if entry is not None else []
-            run = context.instance.get_run_by_id(record.run_id)
-            job = run.tags.get(JOB_TAG) if run else None
-            new_by_job.setdefault(job, []).extend(TileDate.parse(k) for k in keys)
-        cursor = str(max(r.storage_id for r in records))
         repository = context.repository_def
         assert repository is not None, "sensor evaluated without its definitions"
-        today = datetime.now(UTC).date()
+        plans = plan_backfills(
+            new_by_job,
+            lib,
+            jobs,
+            today=datetime.now(UTC).date(),
+            available=available,
+            staged_providers=staged_providers,
+        )
         requests = []
-        for job, keys in sorted(new_by_job.items(), key=lambda item: item[0] or ""):
-            tables = {
-                t: [
-                    r
-                    for r in catalogue.read_table(lib.acquisitions_path(t))
-                    if r.provider not in staged_providers
-                ]
-                for t in {k.tile for k in keys}
-            }
-            for tasks, group in chunk_keys(keys, jobs, job=job, today=today):
-                plan = plan_backfill(group, tables, jobs, job=job, today=today, available=available)
-                if not plan:
-                    continue
-                tags = {JOB_TAG: job} if job else {}
-                if tasks:
-                    tags[TASK_TAG] = ",".join(str(t) for t in tasks)
-                partitions = {dg.AssetKey(n): {str(k) for k in ks} for n, ks in plan.items()}
-                requests.append(backfill_request(partitions, repository.asset_graph, tags))
-                context.log.info(
-                    f"backfill for {job or 'manual refresh'} tasks {list(tasks)}: "
-                    + ", ".join(f"{n} x {len(ks)}" for n, ks in sorted(plan.items()))
-                )
+        for plan in plans:
+            partitions = {dg.AssetKey(n): {str(k) for k in ks} for n, ks in plan.partitions.items()}
+            requests.append(backfill_request(partitions, repository.asset_graph, plan.tags))
+            context.log.info(f"backfill {plan.tags}: {plan.describe()}")
         if not requests:
             # Advance the cursor all the same: these rows have been looked at.
             return dg.SensorResult(
-                skip_reason="new products found, but none that a task accepts", cursor=cursor
+                skip_reason="new products found, but none that a task accepts", cursor=str(last)
             )
-        return dg.SensorResult(run_requests=requests, cursor=cursor)
+        return dg.SensorResult(run_requests=requests, cursor=str(last))
 
     return new_acquisitions_sensor
 
