@@ -230,13 +230,10 @@ class _Builder:
             grids: dict[str, RasterInfo] = {}
             assets: dict[str, pystac.Asset] = {}
             for key, path in images:
-                resolution = key.rsplit("_", 1)[-1]
-                # Every image of one resolution shares one grid: one header read each.
-                info = grids.get(resolution) if path.is_file() else None
-                info = info or (self.info(path) if path.is_file() else None)
+                info = self.info(path) if path.is_file() else None
                 if info is None:
                     continue
-                grids[resolution] = info
+                grids[key] = info
                 roles = ["visual"] if key.startswith("TCI") else ["data"]
                 # The SAFE's JPEG2000 declare no nodata; its metadata says 0 (NODATA special
                 # value) for every image but the cloud probability, where 0 is 0 %.
@@ -338,14 +335,16 @@ def build_catalog(library: Library) -> tuple[pystac.Catalog, list[str]]:
     skipped (unreadable or misnamed products) with the reason."""
     builder = _Builder(library)
     mask_root = library.mask_dir("_", "_").parent.parent
-    for tile in library.tiles("L2A"):
-        builder.add_l2a(tile)
-    for tile in _subdirs(mask_root):
-        builder.add_derived(MASK_COLLECTION, mask_root / tile, mask_asset_key)
-    for index in INDEX_NAMES:
-        root = _index_root(library, index)
-        for tile in _subdirs(root):
-            builder.add_derived(index.lower(), root / tile, index_asset_key(index))
+    # No directory listing on open: every header read is one file, not one folder scan.
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+        for tile in library.tiles("L2A"):
+            builder.add_l2a(tile)
+        for tile in _subdirs(mask_root):
+            builder.add_derived(MASK_COLLECTION, mask_root / tile, mask_asset_key)
+        for index in INDEX_NAMES:
+            root = _index_root(library, index)
+            for tile in _subdirs(root):
+                builder.add_derived(index.lower(), root / tile, index_asset_key(index))
     catalog = pystac.Catalog(
         id=CATALOG_ID,
         description=f"Sentinel-2 L2A products, cloud masks and indices of {library.root}",
