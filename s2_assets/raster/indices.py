@@ -93,12 +93,17 @@ def bands_needed(names: tuple[str, ...]) -> tuple[str, ...]:
 def _truncate_clip(
     values: NDArray[np.floating[Any]], undefined: NDArray[np.bool_], lo: int, hi: int
 ) -> I16:
-    """Truncate toward zero, clip into [lo, hi], put nodata where ``undefined``."""
+    """Truncate toward zero, clip into [lo, hi], put nodata where ``undefined``.
+
+    Works in place on ``values`` (a temporary of the caller's formula).
+    """
     bad = undefined | ~np.isfinite(values)
     np.trunc(values, out=values)
     np.clip(values, lo, hi, out=values)
-    values[bad] = INDEX_NODATA
-    return values.astype(np.int16)
+    with np.errstate(invalid="ignore"):  # NaN casts to garbage, overwritten just below
+        out = values.astype(np.int16)
+    out[bad] = INDEX_NODATA
+    return out
 
 
 def compute_index(name: str, reflectance: Mapping[str, F32], *, nodata: NDArray[np.bool_]) -> I16:
@@ -118,8 +123,10 @@ def compute_index(name: str, reflectance: Mapping[str, F32], *, nodata: NDArray[
     if definition.kind == "nd":
         first, second = bands
         denominator = first + second
+        values = first - second
         with np.errstate(divide="ignore", invalid="ignore"):
-            values = (first - second) / denominator * np.float32(ND_SCALE)
+            np.divide(values, denominator, out=values)
+        values *= np.float32(ND_SCALE)
         return _truncate_clip(values, nodata | (denominator <= 0), *_ND)
     if definition.kind == "ireci":
         b07, b05, b06, b04 = bands

@@ -39,16 +39,18 @@ class StatsAccumulator:
     ) -> None:
         """Add a strip: ``include`` picks the ``values`` for min, max and mean; the three
         counts say how many of its pixels were valid, masked and without data."""
-        picked = values[include]
         self.valid += valid
         self.masked += masked
         self.nodata += nodata
-        if picked.size:
-            low, high = int(picked.min()), int(picked.max())
+        counted = int(np.count_nonzero(include))
+        if counted:
+            # Reductions with ``where=`` avoid copying the selected pixels out first.
+            low = int(np.min(values, where=include, initial=np.iinfo(values.dtype).max))
+            high = int(np.max(values, where=include, initial=np.iinfo(values.dtype).min))
             self._min = low if self._min is None else min(self._min, low)
             self._max = high if self._max is None else max(self._max, high)
-            self._sum += float(picked.sum(dtype=np.int64))
-            self._count += int(picked.size)
+            self._sum += float(np.sum(values, where=include, dtype=np.int64))
+            self._count += counted
 
     def result(self, scale: float) -> RasterStats:
         """Statistics with values multiplied by ``scale`` (physical units)."""
