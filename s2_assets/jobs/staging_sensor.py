@@ -103,12 +103,21 @@ class TapeProducts:
         self.jobs = jobs
         self.today = today
         self._rows: dict[str, list[ProductRecord]] = {}
+        self._by_day: dict[str, dict[date, list[ProductRecord]]] = {}
 
     def rows(self, tile: str) -> list[ProductRecord]:
         if tile not in self._rows:
             table = catalogue.read_table(self.lib.acquisitions_path(tile))
             self._rows[tile] = [r for r in table if r.provider == STAGED_PROVIDER]
+            # Indexed by day: a ten-year span asks about thousands of days.
+            self._by_day[tile] = {}
+            for record in self._rows[tile]:
+                self._by_day[tile].setdefault(record.date, []).append(record)
         return self._rows[tile]
+
+    def on(self, key: TileDate) -> list[ProductRecord]:
+        self.rows(key.tile)
+        return self._by_day[key.tile].get(key.date, [])
 
     def options(self, key: TileDate, job: str | None) -> TaskOptions:
         return options_for(self.jobs, key.tile, key.date, today=self.today, job=job)
@@ -120,7 +129,7 @@ class TapeProducts:
         applied by ``l1c``/``l2a`` once the zip is readable; baseline filters apply here.
         """
         options = self.options(key, job)
-        day = [r for r in self.rows(key.tile) if r.date == key.date]
+        day = self.on(key)
         chosen = [
             r
             for level in options.levels
