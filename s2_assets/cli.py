@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from s2_assets.jobs.commands import add_jobs_parser
+from s2_assets.jobs.run_now import run_job_now, submit_job
 from s2_assets.library import Library, default_root
 from s2_assets.quickstart import DemoPaths, run_demo
 
@@ -44,6 +45,28 @@ def _ui(args: argparse.Namespace) -> int:
     os.execve(argv[0], argv, env)
 
 
+def _run(args: argparse.Namespace) -> int:
+    """sen2chain's ``Job.run()``: in this process, or through a running webserver."""
+    lib = Library(default_root())
+    if args.webserver:
+        run_ids = submit_job(args.webserver, lib, args.jid, args.location)
+        print(f"submitted {len(run_ids)} discovery run(s): {', '.join(run_ids)}")
+        print("new_acquisitions_sensor (dagster-daemon) launches the backfill of what they find")
+        return 0
+    import dagster as dg
+
+    from s2_assets.definitions import build_definitions
+    from s2_assets.settings import Settings
+
+    with dg.DagsterInstance.get() as instance:
+        summary = run_job_now(build_definitions(Settings.from_env()), instance, lib, args.jid)
+    print(
+        f"{args.jid}: {summary.discovery_runs} discovery run(s), {summary.product_runs} "
+        f"product run(s) over {summary.partitions} partition(s)"
+    )
+    return 0
+
+
 def schedule_status(name: str) -> str | None:
     """``running``/``stopped`` for a schedule in the ``$DAGSTER_HOME`` instance; None if
     there is no instance to ask. A schedule never started is stopped (its default)."""
@@ -75,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(handler=_ui)
     add_jobs_parser(commands, lambda: Library(default_root()).jobs_dir, schedule_status)
+    run = commands.add_parser("run", help="run a job now (sen2chain's Job.run())")
+    run.add_argument("jid")
+    run.add_argument("--webserver", help="URL of a running webserver, e.g. http://127.0.0.1:3000")
+    run.add_argument("--location", default="s2_assets", help="code location name (webserver)")
+    run.set_defaults(handler=_run)
     return parser
 
 

@@ -75,6 +75,12 @@ def build_job_schedule(
     return asset_job, job_schedule
 
 
+def discovery_config(start: date, end: date, provider: str) -> dict[str, object]:
+    """Run config of one ``acquisitions`` refresh."""
+    window = {"start": start.isoformat(), "end": end.isoformat(), "provider": provider}
+    return {"ops": {"acquisitions": {"config": window}}}
+
+
 def discovery_requests(
     job: JobFile, instance: dg.DagsterInstance, today: date, tick: str
 ) -> list[dg.RunRequest]:
@@ -87,17 +93,7 @@ def discovery_requests(
         dg.RunRequest(
             run_key=f"{job.jid}:{tile}:{provider}:{tick}",
             partition_key=tile,
-            run_config={
-                "ops": {
-                    "acquisitions": {
-                        "config": {
-                            "start": start.isoformat(),
-                            "end": end.isoformat(),
-                            "provider": provider,
-                        }
-                    }
-                }
-            },
+            run_config=discovery_config(start, end, provider),
             tags={JOB_TAG: job.jid},
         )
         for (tile, provider), (start, end) in sorted(tick_windows(job, today).items())

@@ -130,3 +130,18 @@ def test_process_by_line_launches_one_backfill_per_chunk(tmp_path: Path) -> None
         {k.split("|")[1] for ks in requested_partitions(r).values() for k in ks} for r in requests
     ]
     assert tiles == [{"40KCB"}, {"31UFS"}]
+
+
+def test_run_now_discovers_and_processes_in_process(tmp_path: Path) -> None:
+    from s2_assets.jobs.run_now import run_job_now
+
+    defs, library = make(
+        tmp_path, ["40KCB;2022-01-19;2022-01-26;100;archive;True;l1c;False;;;;x"], logs=False
+    )
+    with dg.instance_for_test() as instance:
+        summary = run_job_now(defs, instance, Library(library), "j")
+        again = run_job_now(defs, instance, Library(library), "j")
+    assert (summary.discovery_runs, summary.product_runs, summary.partitions) == (1, 1, 6)
+    held = sorted(p.name[:26] for p in (library / "data" / "L1C" / "40KCB").iterdir())
+    assert held == ["S2A_MSIL1C_20220120T063511", "S2B_MSIL1C_20220125T063509"]
+    assert (again.product_runs, again.partitions) == (0, 0)
