@@ -14,7 +14,9 @@ import yaml
 from s2_assets.assets.acquisitions import build_acquisitions
 from s2_assets.assets.derived import build_cloudmask_asset, build_indices_asset
 from s2_assets.assets.housekeeping import build_housekeeping_asset
+from s2_assets.assets.maintenance import library_clean_job
 from s2_assets.assets.products import build_product_asset
+from s2_assets.checks import build_checks
 from s2_assets.errors import S2AssetsError
 from s2_assets.jobs.automation import (
     build_broken_job_schedule,
@@ -145,8 +147,9 @@ def build_definitions(
         sensors.append(build_staging_sensor(product_assets))
     return dg.Definitions(
         assets=[acquisitions, *product_assets],
+        asset_checks=build_checks(l1c, l2a, cloudmask, indices),
         executor=executor or local_executor(workers),
-        jobs=asset_jobs,
+        jobs=[*asset_jobs, library_clean_job],
         schedules=automation,
         sensors=sensors,
         resources={

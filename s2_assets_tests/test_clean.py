@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -194,3 +195,31 @@ def test_a_removal_that_fails_is_reported(seeded: Seeded, monkeypatch: pytest.Mo
     failed = {f.path: f.action for f in report.failed}
     assert failed == {p: "failed: Permission denied" for p in seeded.debris["stray_zip"]}
     assert "2 failed" in report.summary()
+
+
+def test_library_clean_job_shows_what_it_removed(seeded: Seeded) -> None:
+    from s2_assets.assets.maintenance import library_clean_job
+    from s2_assets.resources.library import LibraryResource
+
+    resources = {"library": LibraryResource(root=str(seeded.lib.root))}
+
+    def run(dry_run: bool) -> dict[str, Any]:
+        config = {"ops": {"library_clean": {"config": {"tiles": ["40KCB"], "dry_run": dry_run}}}}
+        result = library_clean_job.execute_in_process(run_config=config, resources=resources)
+        assert result.success
+        (output,) = [e for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"]
+        return {k: v.value for k, v in output.step_output_data.metadata.items()}
+
+    before = tree(seeded.lib.root)
+    dry = run(dry_run=True)
+    assert tree(seeded.lib.root) == before
+    assert dry["removed"] == 0 and dry["dry_run"] is True
+    assert dry["per_rule"]["stray_zip"] == 2
+    assert "| would remove | stray_zip |" in dry["findings"]
+
+    done = run(dry_run=False)
+    debris = [p for paths in seeded.debris.values() for p in paths]
+    assert done["removed"] == len(debris)
+    for path in debris:
+        assert "| removed | " in done["findings"] and str(path) in done["findings"]
+        assert not path.exists() and not path.is_symlink()
