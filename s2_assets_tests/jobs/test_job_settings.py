@@ -53,14 +53,16 @@ def make(tmp_path: Path, rows: list[str], *, logs: bool = True, tries: int = 1, 
 def test_compute_l2a_side_products_logs_and_remove_rules(tmp_path: Path) -> None:
     defs, library = make(
         tmp_path,
-        ["40KCB;2022-01-19;2022-01-21;100;archive;True;l1c;True;;;l1c-new;Reunion"],
+        [
+            "40KCB;2022-01-19;2022-01-21;100;archive;True;l1c;True;CM004-CSH1-CMP1-CHP1-TCI1-ITER0;;l1c-new;Reunion"
+        ],
     )
     with dg.instance_for_test() as instance:
         run_requests(defs, instance, tick(defs, instance, "j", WHEN), "j")
         result = sense(defs, instance, None)
         (request,) = result.run_requests
         covered = requested_partitions(request)
-        assert set(covered) == {dg.AssetKey(k) for k in ("l1c", "l2a", "housekeeping")}
+        assert set(covered) == {dg.AssetKey(k) for k in ("l1c", "l2a", "cloudmask", "housekeeping")}
         assert covered[dg.AssetKey("l2a")] == {"2022-01-20|40KCB"}
         assert request.tags["s2/task"] == "0"
         execute_backfill(defs, instance, request)
@@ -71,8 +73,10 @@ def test_compute_l2a_side_products_logs_and_remove_rules(tmp_path: Path) -> None
         ]
         assert (l2a[0] / "sen2chain_info.xml").is_file()
         masks = library / "data" / "CLOUDMASKS" / "40KCB" / l2a[0].name.removesuffix(".SAFE")
+        l2a_id = l2a[0].name.removesuffix(".SAFE")
         assert sorted(p.name for p in masks.iterdir()) == [
             "MSK_CLDPRB_20m.jp2",
+            f"{l2a_id}_CM004-CSH1-CMP1-CHP1-TCI1-ITER0.tif",
             "T40KCB_20220120T063511_SCL_20m.jp2",
         ]
         # l1c-new: the converted L1C is gone, and the UI no longer claims it.
