@@ -1,6 +1,6 @@
 """Benchmark: CDSE download throughput against the local stand-in, and what verifying costs.
 
-Run: ``python -m s2_assets_tests.providers.bench_cdse_download [--mb 48] [--parallel 4]``.
+Run: ``python -m benchmarks.cdse_download [--mb 48] [--parallel 4]``.
 
 Products are demo SAFEs with an incompressible ``AUX_DATA/bench_padding.bin`` member added so
 each zip weighs ``--mb`` megabytes (a real L1C is 500-800 MB; the demo's bands compress to a
