@@ -67,6 +67,29 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clean(args: argparse.Namespace) -> int:
+    """sen2chain's ``clean_lib``: remove debris from the library (or only list it)."""
+    from datetime import timedelta
+
+    from s2_assets.clean import clean_library
+    from s2_assets.errors import S2AssetsError
+
+    try:
+        report = clean_library(
+            Library(default_root()),
+            args.tile or None,
+            remove=not args.dry_run,
+            min_age=timedelta(hours=args.min_age_hours),
+        )
+    except S2AssetsError as exc:
+        print(f"s2-assets clean: {exc}", file=sys.stderr)
+        return 2
+    for finding in report.findings:
+        print(f"{finding.action:14} {finding.rule:18} {finding.path}  ({finding.detail})")
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
 def schedule_status(name: str) -> str | None:
     """``running``/``stopped`` for a schedule in the ``$DAGSTER_HOME`` instance; None if
     there is no instance to ask. A schedule never started is stopped (its default)."""
@@ -103,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--webserver", help="URL of a running webserver, e.g. http://127.0.0.1:3000")
     run.add_argument("--location", default="s2_assets", help="code location name (webserver)")
     run.set_defaults(handler=_run)
+    clean = commands.add_parser("clean", help="remove debris from the library (sen2chain's clean)")
+    clean.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    clean.add_argument("--tile", action="append", help="a tile to clean (repeatable; default all)")
+    clean.add_argument(
+        "--min-age-hours", type=float, default=3.0, help="keep entries modified more recently"
+    )
+    clean.set_defaults(handler=_clean)
     return parser
 
 

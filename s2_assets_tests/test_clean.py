@@ -223,3 +223,27 @@ def test_library_clean_job_shows_what_it_removed(seeded: Seeded) -> None:
     for path in debris:
         assert "| removed | " in done["findings"] and str(path) in done["findings"]
         assert not path.exists() and not path.is_symlink()
+
+
+def test_command_line(
+    seeded: Seeded, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from s2_assets.cli import main
+
+    monkeypatch.setenv("S2_DATA_HOME", str(seeded.lib.root))
+    before = tree(seeded.lib.root)
+    assert main(["clean", "--dry-run", "--tile", "40KCB"]) == 0
+    out = capsys.readouterr().out
+    assert tree(seeded.lib.root) == before
+    zip_line = next(line for line in out.splitlines() if "stray_zip" in line)
+    assert zip_line.startswith("would remove")
+    assert "dry run, nothing removed" in out
+
+    assert main(["clean", "--tile", "40KCB", "--tile", "40KCA"]) == 0
+    out = capsys.readouterr().out
+    assert "in 2 tile(s) (removed)" in out
+    assert not seeded.other_tile.exists()
+    assert all(not p.exists() for paths in seeded.debris.values() for p in paths)
+
+    assert main(["clean", "--tile", "T40KCB"]) == 2
+    assert "invalid tile id 'T40KCB'" in capsys.readouterr().err
