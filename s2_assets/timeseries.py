@@ -27,7 +27,7 @@ import io
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -261,6 +261,7 @@ class IndexProduct:
     index_file: Path
     raw_file: Path | None
     cldprb_file: Path | None
+    masked: bool = True
 
 
 def _raster(folder: Path, stem: str) -> Path | None:
@@ -304,11 +305,8 @@ def find_products(
                 cldprb = qi_path(safe, CLOUD_PROBABILITY)
         if cloud is not None and cloud > max_cloud:
             continue
-        found.append(
-            IndexProduct(
-                l2a, cloud, chosen, raw if mask else None, cldprb if cldprb.is_file() else None
-            )
-        )
+        cldprb_file = cldprb if cldprb.is_file() else None
+        found.append(IndexProduct(l2a, cloud, chosen, raw, cldprb_file, masked=bool(mask)))
     return sorted(found, key=lambda p: (p.l2a.sensing, p.l2a.id))
 
 
@@ -337,17 +335,12 @@ def extract(polygons: Polygons, products: Sequence[IndexProduct], *, tile: str) 
     for product in products:
         try:
             with contextlib.ExitStack() as stack:
-                src = stack.enter_context(rasterio.open(product.index_file))
-                raw = (
-                    stack.enter_context(rasterio.open(product.raw_file))
-                    if product.raw_file
-                    else None
-                )
-                prb = (
-                    stack.enter_context(rasterio.open(product.cldprb_file))
-                    if product.cldprb_file
-                    else None
-                )
+
+                def open_(path: Path | None) -> Any:
+                    return stack.enter_context(rasterio.open(path)) if path else None
+
+                src, prb = open_(product.index_file), open_(product.cldprb_file)
+                raw = open_(product.raw_file) if product.masked else None
                 rows += _product_rows(polygons, product, src, raw, prb, zones_of, tile)
         except RasterioError as exc:
             raise TimeSeriesError(
@@ -362,7 +355,7 @@ def _product_rows(
     src: Any,
     raw: Any,
     prb: Any,
-    zones_of: Any,
+    zones_of: Callable[[Any], list[Zone]],
     tile: str,
 ) -> list[dict[str, Any]]:
     rows = []
@@ -374,7 +367,8 @@ def _product_rows(
         stats = zone_stats(values, inside=zone.inside, missing=_missing(src, values, in_raster))
         if not stats.count:
             continue
-        nbcld: int | None = 0
+        # Without a mask nothing is hidden; with one but no raw index, it cannot be told.
+        nbcld: int | None = None if product.masked else 0
         if raw is not None:
             raw_values, raw_in = read_zone(raw, zone, fill=raw.nodata or 0)
             raw_missing = _missing(raw, raw_values, raw_in)
@@ -539,6 +533,7 @@ class IndexSeries:
     tile_rows: int
     total_rows: int
     plots: tuple[Path, ...]
+    preview_png: bytes | None = None  # a small plot of the first polygon, for the UI
 
 
 def extraction_dir(library: Library, stem: str) -> Path:
@@ -561,9 +556,19 @@ def extract_tile(library: Library, request: ExtractionRequest, tile: str) -> lis
         merged = publish_tile(out_dir, name, tile, rows)
         fids = list(dict.fromkeys(rows["fid"]))
         plots = write_plots(merged, out_dir, name, index=index, fids=fids)
+        preview = None
+        if fids:
+            first = merged[merged["fid"] == fids[0]]
+            preview = plot_png(first, title=f"{index} · fid {fids[0]}", ylabel=index, small=True)
         results.append(
             IndexSeries(
-                index, out_dir / f"{name}.csv", len(products), len(rows), len(merged), tuple(plots)
+                index,
+                out_dir / f"{name}.csv",
+                len(products),
+                len(rows),
+                len(merged),
+                tuple(plots),
+                preview,
             )
         )
     return results

@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pystac
 import pytest
 import rasterio
@@ -23,11 +24,13 @@ from pystac.validation import validate_dict
 from pystac.validation.stac_validator import JsonSchemaSTACValidator
 
 from s2_assets import catalog_stac
+from s2_assets.assets.outputs import build_catalog_asset
 from s2_assets.catalog_stac import catalog_dir, write_catalog
 from s2_assets.demo import build_safe
 from s2_assets.library import Library
 from s2_assets.products import read_metadata
 from s2_assets.raster.compute import compute_cloud_masks, compute_indices
+from s2_assets.resources.library import LibraryResource
 
 SPECS = ["CM001", "CM004-CSH1-CMP1-CHP1-TCI1-ITER0"]
 INDICES = ["NDVI", "NDWIGAO"]
@@ -239,3 +242,18 @@ def test_unreadable_files_are_skipped_and_named(tmp_path: Path) -> None:
         (catalog_dir(library) / "ndwigao" / f"{pid}_NDWIGAO" / f"{pid}_NDWIGAO.json").read_text()
     )
     assert sorted(item["assets"]) == ["NDWIGAO"]
+
+
+def test_catalog_asset_writes_and_reports(built: Library, tmp_path: Path) -> None:
+    library = Library(tmp_path / "copy")
+    shutil.copytree(built.root, library.root, symlinks=True)
+    shutil.rmtree(catalog_dir(library))
+    result = dg.materialize(
+        [build_catalog_asset([])], resources={"library": LibraryResource(root=str(library.root))}
+    )
+    [materialization] = result.asset_materializations_for_node("catalog")
+    metadata = materialization.metadata
+    assert metadata["path"].value == str(catalog_dir(library) / "catalog.json")
+    assert metadata["items"].value == {"l2a": 2, "cloudmasks": 3, "ndvi": 3, "ndwigao": 3}
+    assert metadata["item_count"].value == 11 and metadata["skipped_count"].value == 0
+    assert pystac.Catalog.from_file(str(catalog_dir(library) / "catalog.json")).id == "s2_assets"

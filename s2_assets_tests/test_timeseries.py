@@ -13,9 +13,11 @@ import csv
 import json
 import statistics
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import numpy as np
 import pyogrio.raw
 import pytest
@@ -25,9 +27,13 @@ from rasterio.transform import from_origin
 from rasterio.warp import transform_geom
 
 from s2_assets import timeseries as ts
+from s2_assets.assets.outputs import TimeSeriesConfig, build_timeseries_asset
 from s2_assets.demo import build_safe
 from s2_assets.library import Library
+from s2_assets.products import qi_path, read_metadata
+from s2_assets.raster.compute import compute_cloud_masks, compute_indices
 from s2_assets.raster.types import INDEX_NODATA
+from s2_assets.resources.library import LibraryResource
 from s2_assets.timeseries import ExtractionRequest, TimeSeriesError
 
 UTM = "EPSG:32740"
@@ -279,7 +285,7 @@ def test_dates_cloud_cover_and_mask_select_products(library: Library, tmp_path: 
     assert _products(library, mask="CM003-PRB1-ITER5") == []  # no such masked variant
     raw = _products(library, mask=None)
     assert [p.index_file.name.endswith("_NDVI.tif") for p in raw] == [True] * 3
-    assert all(p.raw_file is None for p in raw)
+    assert not any(p.masked for p in raw)
     # The cloud probability comes from the L2A SAFE when it is there.
     assert all(p.cldprb_file and "QI_DATA" in str(p.cldprb_file) for p in raw)
 
@@ -315,3 +321,93 @@ def test_bad_vector_files_name_the_file_and_feature(tmp_path: Path) -> None:
     with pytest.raises(TimeSeriesError, match=r"no attribute 'plot'.*attributes: name, count"):
         ts.read_polygons(fields, id_field="plot")
     assert [f.fid for f in ts.read_polygons(fields, id_field="name").features] == ["a"]
+
+
+# ------------------------------------------------------------------- the Dagster asset
+
+
+def _pipeline_library(root: Path) -> tuple[Library, str]:
+    """One demo L2A of 40KCB with its CM001 mask and NDVI computed by the real pipeline."""
+    library = Library(root)
+    safe = build_safe(library.level_dir("L2A", "40KCB"), level="L2A", sensing=DAY, size=12)
+    metadata = read_metadata(safe)
+    pid = metadata.product_uri
+    mask_dir = library.mask_dir("40KCB", pid)
+    compute_cloud_masks(
+        product_id=pid, safe_dir=safe, side_products=None, metadata=metadata, specs=[MASK],
+        out_dir=mask_dir,
+    )  # fmt: skip
+    compute_indices(
+        product_id=pid, safe_dir=safe, metadata=metadata, indices=[NDVI],
+        masks={MASK: mask_dir / f"{pid}_{MASK}.tif"},
+        out_dir_for=partial(library.index_dir, tile="40KCB", l2a_id=pid),
+    )  # fmt: skip
+    return library, pid
+
+
+def _materialize(library: Library, config: TimeSeriesConfig) -> dg.ExecuteInProcessResult:
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("tiles", ["40KCB"])
+    return dg.materialize(
+        [build_timeseries_asset([])],
+        partition_key="40KCB",
+        instance=instance,
+        resources={"library": LibraryResource(root=str(library.root))},
+        run_config=dg.RunConfig({"timeseries": config}),
+        raise_on_error=False,
+    )
+
+
+@pytest.mark.filterwarnings("ignore::dagster.BetaWarning")
+def test_asset_extracts_pipeline_products_and_shows_a_plot(tmp_path: Path) -> None:
+    library, pid = _pipeline_library(tmp_path / "library")
+    # Relative vector paths start at the library root.
+    write_geojson(library.root / "plots.geojson", [box(2, 2, 10, 10)], ["field"])
+    config = TimeSeriesConfig(
+        vector="plots.geojson", indices=["ndvi"], mask=MASK, date_max="2024-12-31"
+    )
+    result = _materialize(library, config)
+    assert result.success
+    [materialization] = result.asset_materializations_for_node("timeseries")
+    metadata = materialization.metadata
+    csv_path = Path(metadata["csv"].value[NDVI])  # type: ignore[index]
+    assert csv_path.name == "plots_NDVI_2015-06-23_2024-12-31.csv"
+    assert metadata["plot"].value.startswith("**NDVI**\n\n![NDVI](data:image/png;base64,")  # type: ignore[union-attr]
+    assert len(metadata["plot"].value) < 40_000  # type: ignore[arg-type]
+    assert metadata["plots"].value == 1
+
+    [row] = read_csv(csv_path)
+    index_dir = library.index_dir(NDVI, "40KCB", pid)
+    with rasterio.open(index_dir / f"{pid}_NDVI_{MASK}.tif") as src:
+        masked = src.read(1)[2:10, 2:10]
+    with rasterio.open(index_dir / f"{pid}_NDVI.tif") as src:
+        raw = src.read(1)[2:10, 2:10]
+    with rasterio.open(
+        qi_path(library.products("L2A", "40KCB")[0].path, "MSK_CLDPRB_20m.jp2")
+    ) as src:
+        probability = src.read(1)[1:5, 1:5]
+    valid = masked[masked != INDEX_NODATA]
+    assert int(row["count"]) == valid.size and int(row["nodata"]) == 64 - valid.size
+    assert int(row["nbcld"]) == int((masked == INDEX_NODATA).sum() - (raw == INDEX_NODATA).sum())
+    assert float(row["mean"]) == pytest.approx(float(valid.astype(float).mean()))
+    assert float(row["cldprb"]) == pytest.approx(float(probability.mean()))
+    assert row["name"] == "field" and row["filename"] == f"{pid}_NDVI_{MASK}.tif"
+
+
+@pytest.mark.filterwarnings("ignore::dagster.BetaWarning")
+def test_asset_names_bad_config_values(tmp_path: Path) -> None:
+    library, _ = _pipeline_library(tmp_path / "library")
+    write_geojson(library.root / "plots.geojson", [box(2, 2, 10, 10)], ["field"])
+    for config, message in (
+        (TimeSeriesConfig(vector="plots.geojson", indices=["NDVX"]), "unknown index 'NDVX'"),
+        (TimeSeriesConfig(vector="plots.geojson", mask="CM009"), "invalid cloud-mask spec"),
+        (TimeSeriesConfig(vector="nowhere.gpkg"), "nowhere.gpkg: no such file"),
+        (
+            TimeSeriesConfig(vector="plots.geojson", date_min="2024-02-01", date_max="2024-01-01"),
+            "date_max 2024-01-01 is before date_min 2024-02-01",
+        ),
+    ):
+        result = _materialize(library, config)
+        assert not result.success
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        assert message in str(failure.step_failure_data.error), message
