@@ -6,7 +6,7 @@ sensor takes them: it reads the ``new_partitions`` of each ``acquisitions`` mate
 (tile, date) it takes, and adds their zip paths to a ``StagingLedger``. Once per evaluation it
 ticks the ledger (poll each open Chiller job once, submit what waits within
 ``ChillerResource.max_open_jobs`` and ``chunk_size``; never blocks) and launches one backfill
-per job file of the partitions whose files are all staged. Files Chiller did not stage are
+per job file (per ``process_by_line`` chunk) of the partitions whose files are all staged. Files Chiller did not stage are
 reported in the backfill's run tags, the sensor log, the cursor (``ledger.lost``) and as an
 observation on each partition given up; those partitions are not launched.
 
@@ -16,7 +16,7 @@ does, so it runs as ranged runs; a day inside the span whose products still sit 
 """
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -25,12 +25,17 @@ import dagster as dg
 
 from s2_assets import catalogue
 from s2_assets.errors import StagingError
-from s2_assets.jobs.automation import ACQUISITIONS, plan_backfill
+from s2_assets.jobs.automation import (
+    asset_names,
+    chunk_keys,
+    new_partitions_since,
+    plan_backfill,
+)
 from s2_assets.jobs.backfill import backfill_request
 from s2_assets.jobs.jobfile import load_jobs
 from s2_assets.jobs.model import JobFile
 from s2_assets.library import Library
-from s2_assets.options import JOB_TAG, TaskOptions, options_for
+from s2_assets.options import JOB_TAG, TASK_TAG, TaskOptions, options_for
 from s2_assets.partitions import TileDate
 from s2_assets.providers.base import ProductRecord
 from s2_assets.resources.chiller import ChillerResource
@@ -138,31 +143,8 @@ class TapeProducts:
         return sorted({r.location for r in chosen if not self.lib.has_product(r.name)})
 
 
-def new_keys_by_job(
-    instance: dg.DagsterInstance, after: int
-) -> tuple[dict[str, list[TileDate]], int]:
-    """The ``new_partitions`` of ``acquisitions`` materializations after ``after``, by the
-    job tag of their run (``""`` for a manual refresh), and the last storage id read."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=ACQUISITIONS, after_storage_id=after),
-        limit=1000,
-        ascending=True,
-    ).records
-    found: dict[str, list[TileDate]] = {}
-    for record in records:
-        materialization = record.asset_materialization
-        entry = materialization.metadata.get("new_partitions") if materialization else None
-        if entry is None:
-            continue
-        run = instance.get_run_by_id(record.run_id)
-        job = (run.tags.get(JOB_TAG) if run else None) or ""
-        keys = json.loads(json.dumps(entry.value))  # a JSON metadata value, as plain data
-        found.setdefault(job, []).extend(TileDate.parse(k) for k in keys)
-    return found, max((r.storage_id for r in records), default=after)
-
-
 def launch_plan(
-    ready: Iterable[str], job: str, tape: TapeProducts, available: set[str]
+    ready: Sequence[TileDate], job: str, tape: TapeProducts, available: set[str]
 ) -> dict[str, set[TileDate]]:
     """Which assets to backfill for the staged partitions ``ready`` of one job file.
 
@@ -170,12 +152,11 @@ def launch_plan(
     the span that still need files from tape are cut out again (a ranged run would read
     them cold), so Dagster splits the backfill there into one ranged run per stretch.
     """
-    keys = [TileDate.parse(k) for k in ready]
-    tiles = {k.tile: tape.rows(k.tile) for k in keys}
+    tiles = {k.tile: tape.rows(k.tile) for k in ready}
     plan = plan_backfill(
-        keys, tiles, tape.jobs, job=job or None, today=tape.today, available=available
+        ready, tiles, tape.jobs, job=job or None, today=tape.today, available=available
     )
-    staged = set(keys)
+    staged = set(ready)
     blocked: dict[TileDate, bool] = {}
     for name, span in plan.items():
         for key in span - staged:
@@ -212,7 +193,7 @@ def not_staged_events(
 
 def build_staging_sensor(product_assets: Sequence[dg.AssetsDefinition]) -> dg.SensorDefinition:
     """``staging_sensor``: stage new ``eodc`` products with Chiller, then backfill them."""
-    available = {key.to_user_string() for a in product_assets for key in a.keys}
+    available = asset_names(product_assets)
 
     @dg.sensor(
         name="staging_sensor",
@@ -236,14 +217,15 @@ def build_staging_sensor(product_assets: Sequence[dg.AssetsDefinition]) -> dg.Se
             context.log.warning(str(error))
         now = datetime.now(UTC)
         tape = TapeProducts(lib, jobs, now.date())
-        found, state.after = new_keys_by_job(context.instance, state.after)
+        found, last = new_partitions_since(context.instance, state.after)
+        state.after = state.after if last is None else last
         wanted: dict[str, list[str]] = {}
-        for job, keys in sorted(found.items()):
+        for found_job, keys in sorted(found.items(), key=lambda item: item[0] or ""):
             for key in keys:
-                files = tape.files_to_stage(key, job or None)
+                files = tape.files_to_stage(key, found_job)
                 if files:
                     wanted[str(key)] = files
-                    state.jobs[str(key)] = job
+                    state.jobs[str(key)] = found_job or ""
         added = state.ledger.add(wanted)
         report = chiller.tick(state.ledger, now=now)
         repository = context.repository_def
@@ -253,17 +235,25 @@ def build_staging_sensor(product_assets: Sequence[dg.AssetsDefinition]) -> dg.Se
         for ready_key in report.ready:
             by_job.setdefault(state.jobs.get(ready_key, ""), []).append(ready_key)
         for job, ready in sorted(by_job.items()):
-            plan = launch_plan(ready, job, tape, available)
-            if not plan:
-                context.log.warning(f"staged but no asset to launch for {', '.join(ready)}")
-                continue
-            tags = {**({JOB_TAG: job} if job else {}), **report.run_tags()}
-            partitions = {dg.AssetKey(name): {str(k) for k in keys} for name, keys in plan.items()}
-            requests.append(backfill_request(partitions, repository.asset_graph, tags))
-            context.log.info(
-                f"backfill for {job or 'manual refresh'}: "
-                + ", ".join(f"{name} x {len(keys)}" for name, keys in sorted(plan.items()))
-            )
+            parsed = [TileDate.parse(k) for k in ready]
+            # One backfill per process_by_line chunk, as new_acquisitions_sensor does.
+            for tasks, group in chunk_keys(parsed, jobs, job=job or None, today=tape.today):
+                plan = launch_plan(group, job, tape, available)
+                if not plan:
+                    context.log.warning(
+                        f"staged, but no asset to launch for {sorted(str(k) for k in group)}"
+                    )
+                    continue
+                tags = {JOB_TAG: job} if job else {}
+                if tasks:
+                    tags[TASK_TAG] = ",".join(str(t) for t in tasks)
+                tags.update(report.run_tags())
+                partitions = {dg.AssetKey(n): {str(k) for k in ks} for n, ks in plan.items()}
+                requests.append(backfill_request(partitions, repository.asset_graph, tags))
+                context.log.info(
+                    f"backfill for {job or 'manual refresh'} tasks {list(tasks)}: "
+                    + ", ".join(f"{n} x {len(ks)}" for n, ks in sorted(plan.items()))
+                )
         events = not_staged_events(report, state.jobs, tape, available)
         state.jobs = {k: j for k, j in state.jobs.items() if k in state.ledger.partitions}
         if (

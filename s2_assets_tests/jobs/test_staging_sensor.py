@@ -218,6 +218,7 @@ def test_tape_products_reach_l2a_through_one_staging_backfill(
     (job_id,) = eodc.chiller.jobs
     assert backfill.tags == {
         "s2/job": "reunion",
+        "s2/task": "0",
         "s2/staging_jobs": job_id,
         "s2/staging_not_staged": "1",
         "s2/staging_dropped_partitions": "1",
