@@ -6,9 +6,10 @@ sensor takes them: it reads the ``new_partitions`` of each ``acquisitions`` mate
 (tile, date) it takes, and adds their zip paths to a ``StagingLedger``. Once per evaluation it
 ticks the ledger (poll each open Chiller job once, submit what waits within
 ``ChillerResource.max_open_jobs`` and ``chunk_size``; never blocks) and launches one backfill
-per job file (per ``process_by_line`` chunk) of the partitions whose files are all staged. Files Chiller did not stage are
-reported in the backfill's run tags, the sensor log, the cursor (``ledger.lost``) and as an
-observation on each partition given up; those partitions are not launched.
+per job file (per ``process_by_line`` chunk) of the partitions whose files are all staged.
+Files Chiller did not stage are reported in the backfill's run tags, the sensor log, the
+cursor (``ledger.lost``) and as an observation on each partition given up; those partitions
+are not launched.
 
 Per tile the backfill spans the first to the last staged day, as ``new_acquisitions_sensor``
 does, so it runs as ranged runs; a day inside the span whose products still sit on tape
