@@ -15,6 +15,7 @@ from s2_assets.assets.acquisitions import build_acquisitions
 from s2_assets.assets.derived import build_cloudmask_asset, build_indices_asset
 from s2_assets.assets.housekeeping import build_housekeeping_asset
 from s2_assets.assets.maintenance import library_clean_job
+from s2_assets.assets.outputs import build_catalog_asset, build_timeseries_asset
 from s2_assets.assets.products import build_product_asset
 from s2_assets.checks import build_checks
 from s2_assets.errors import S2AssetsError
@@ -126,6 +127,8 @@ def build_definitions(
         cloudmask = build_cloudmask_asset(partitions, l2a)
         indices = build_indices_asset(partitions, l2a, cloudmask)
         housekeeping = build_housekeeping_asset(partitions, [l1c, l2a, cloudmask, indices])
+        catalog = build_catalog_asset([l2a, cloudmask, indices])
+        timeseries = build_timeseries_asset([cloudmask, indices])
     jobs, errors = load_jobs(Library(settings.data_home).jobs_dir)
     cpus = os.cpu_count() or 1
     workers = max((job.settings.workers(cpus) for job in jobs), default=JobSettings().workers(cpus))
@@ -146,7 +149,7 @@ def build_definitions(
     if chiller.enabled:
         sensors.append(build_staging_sensor(product_assets))
     return dg.Definitions(
-        assets=[acquisitions, *product_assets],
+        assets=[acquisitions, *product_assets, catalog, timeseries],
         asset_checks=build_checks(l1c, l2a, cloudmask, indices),
         executor=executor or local_executor(workers),
         jobs=[*asset_jobs, library_clean_job],
