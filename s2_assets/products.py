@@ -37,6 +37,9 @@ NATIVE_RESOLUTION = {
     "B08": 10, "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20,
 }  # fmt: skip
 
+# L2A layers that are not bands: the finest resolution Sen2Cor writes them at.
+_LAYER_RESOLUTION = {"TCI": 10, "AOT": 10, "WVP": 10, "SCL": 20}
+
 _MODERN_RE = re.compile(
     r"^(?P<mission>S2[A-D])_MSI(?P<level>L1C|L2A)_(?P<sensing>\d{8}T\d{6})_N(?P<baseline>\d{4})"
     r"_R(?P<orbit>\d{3})_T(?P<tile>\d{2}[A-Z]{3})_(?P<discriminator>\d{8}T\d{6})$"
@@ -238,7 +241,7 @@ class ProductMetadata:
         if self.level == "L1C":
             suffix = f"_{band}"
         else:
-            res = resolution or NATIVE_RESOLUTION.get(band, 20)
+            res = resolution or NATIVE_RESOLUTION.get(band, _LAYER_RESOLUTION.get(band, 20))
             suffix = f"_{band}_{res}m"
         for entry in self.image_files:
             if entry.endswith(suffix):

@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime
 import dagster as dg
 
 from s2_assets import catalogue
+from s2_assets.errors import TileIdError
 from s2_assets.partitions import TILES, TileDate
 from s2_assets.products import LEVELS, validate_tile_id
 from s2_assets.providers.base import unique_by_id
@@ -65,7 +66,10 @@ def build_acquisitions(first_day: date) -> dg.AssetsDefinition:
         totals = {"products": 0, "new_products": 0}
         new_partitions: set[str] = set()
         for key in context.partition_keys:
-            tile = validate_tile_id(key)
+            try:
+                tile = validate_tile_id(key)
+            except TileIdError as exc:
+                raise dg.Failure(f"partition {key!r}: {exc}") from exc
             found = unique_by_id(
                 [r for lvl in config.levels for r in provider.search(tile, lvl, start, end)]
             )

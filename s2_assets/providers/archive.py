@@ -11,6 +11,7 @@ delivered in place (no copy): the library unpacks the zip where it lies.
 
 from __future__ import annotations
 
+import logging
 import zipfile
 from datetime import date, timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from s2_assets.products import MISSIONS, ProductName, parse_metadata_xml
 from s2_assets.providers.base import ProductRecord
 
 DEFAULT_TEMPLATE = "{platform}_prd_msi{level}/{yyyy}/{mm}/{dd}/{name}.zip"
+_log = logging.getLogger(__name__)
 TEMPLATE_FIELDS = ("platform", "level", "yyyy", "mm", "dd", "name")
 
 
@@ -114,12 +116,20 @@ class ArchiveProvider:
         return records
 
     def _record(self, path: Path, name: ProductName) -> ProductRecord:
+        cloud = None
+        if self.read_metadata:
+            try:
+                cloud = read_zip_cloud_cover(path, name)
+            except MetadataError as exc:
+                # One unreadable zip must not hide the rest of the tile: it is listed with
+                # unknown cloud cover, and installing it will fail with the zip's own error.
+                _log.warning(str(exc))
         return ProductRecord(
             product_id=name.id,
             level=name.level,
             tile=name.tile or "",
             sensing_time=name.sensing,
-            cloud_cover=read_zip_cloud_cover(path, name) if self.read_metadata else None,
+            cloud_cover=cloud,
             baseline=name.baseline or "00.00",
             provider=self.name,
             location=str(path),

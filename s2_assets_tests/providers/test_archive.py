@@ -167,7 +167,7 @@ def test_cloud_cover_is_read_from_the_zip(demo_archive: DemoArchive, tmp_path: P
 
 
 def test_read_metadata_false_gives_none_without_opening_zips(
-    demo_archive: DemoArchive, tmp_path: Path
+    demo_archive: DemoArchive, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     root = tmp_path / "archive"
     shutil.copytree(demo_archive.root / "s2a_prd_msil1c", root / "s2a_prd_msil1c")
@@ -176,8 +176,12 @@ def test_read_metadata_false_gives_none_without_opening_zips(
     tape = ArchiveProvider(root, name="eodc", read_metadata=False)
     found = tape.search("40KCB", "L1C", date(2022, 1, 20), date(2022, 1, 20))
     assert [(r.product_id, r.cloud_cover, r.provider) for r in found] == [(JAN_20, None, "eodc")]
-    with pytest.raises(MetadataError, match=rf"^product zip {JAN_20}\.zip: cannot read"):
-        ArchiveProvider(root).search("40KCB", "L1C", date(2022, 1, 20), date(2022, 1, 20))
+    # With read_metadata on, the unreadable zip is still listed (cloud cover unknown) and
+    # named in a warning: one bad file must not hide the rest of the tile.
+    with caplog.at_level("WARNING"):
+        found = ArchiveProvider(root).search("40KCB", "L1C", date(2022, 1, 20), date(2022, 1, 20))
+    assert [(r.product_id, r.cloud_cover) for r in found] == [(JAN_20, None)]
+    assert f"product zip {JAN_20}.zip: cannot read" in caplog.text
 
 
 def test_read_zip_cloud_cover_names_the_zip(tmp_path: Path) -> None:
