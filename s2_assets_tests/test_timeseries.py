@@ -28,12 +28,15 @@ from rasterio.warp import transform_geom
 
 from s2_assets import timeseries as ts
 from s2_assets.assets.outputs import TimeSeriesConfig, build_timeseries_asset
+from s2_assets.definitions import build_definitions
 from s2_assets.demo import build_safe
 from s2_assets.library import Library
 from s2_assets.products import qi_path, read_metadata
 from s2_assets.raster.compute import compute_cloud_masks, compute_indices
 from s2_assets.raster.types import INDEX_NODATA
 from s2_assets.resources.library import LibraryResource
+from s2_assets.settings import Settings
+from s2_assets.specs import INDEX_NAMES
 from s2_assets.timeseries import ExtractionRequest, TimeSeriesError
 
 UTM = "EPSG:32740"
@@ -411,3 +414,22 @@ def test_asset_names_bad_config_values(tmp_path: Path) -> None:
         assert not result.success
         failure = next(e for e in result.all_events if e.is_step_failure)
         assert message in str(failure.step_failure_data.error), message
+
+
+def test_definitions_wire_timeseries_by_tile_and_catalog_after_products(tmp_path: Path) -> None:
+    (tmp_path / "archive").mkdir()
+    settings = Settings(data_home=tmp_path / "library", archive_root=str(tmp_path / "archive"))
+    graph = build_definitions(settings).resolve_asset_graph()
+    series = graph.get(dg.AssetKey("timeseries"))
+    assert isinstance(series.partitions_def, dg.DynamicPartitionsDefinition)
+    assert series.partitions_def.name == "tiles"
+    assert {dg.AssetKey(n.lower()) for n in INDEX_NAMES} | {dg.AssetKey("cloudmask")} == set(
+        series.parent_keys
+    )
+    mapping = graph.get_partition_mapping(series.key, dg.AssetKey("ndvi"))
+    assert isinstance(mapping, dg.MultiToSingleDimensionPartitionMapping)
+    catalog = graph.get(dg.AssetKey("catalog"))
+    assert catalog.partitions_def is None
+    assert {dg.AssetKey("l2a"), dg.AssetKey("cloudmask"), dg.AssetKey("ndvi")} <= set(
+        catalog.parent_keys
+    )
