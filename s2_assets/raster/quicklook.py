@@ -1,8 +1,9 @@
 """Small PNG quicklooks of masks and indices, built strip by strip. Pure (zlib + struct).
 
 An index quicklook uses sen2chain's colour ramp and linear stretch for that index
-(reference c.4), masked pixels white and pixels without data transparent; a mask
-quicklook shows clear pixels dark, masked pixels white and no data transparent. Images
+(reference c.4), masked pixels white and pixels without data mid-grey (not transparent:
+on a light page that would look masked); a mask quicklook shows clear pixels dark blue,
+masked pixels white and no data mid-grey. Images
 are palette PNGs of at most ``MAX_SIDE`` pixels a side, so even noise stays under ~45 KB.
 """
 
@@ -54,13 +55,10 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def encode_png(
-    indices: NDArray[np.uint8], palette: NDArray[np.uint8], *, transparent: int
-) -> bytes:
+def encode_png(indices: NDArray[np.uint8], palette: NDArray[np.uint8]) -> bytes:
     """A palette PNG of ``indices`` (rows x columns of palette entries, 8 bits)."""
     height, width = indices.shape
     header = struct.pack(">IIBBBBB", width, height, 8, 3, 0, 0, 0)
-    alpha = bytes(255 if i != transparent else 0 for i in range(len(palette)))
     raw = np.zeros((height, width + 1), dtype=np.uint8)  # filter byte 0 on every row
     raw[:, 1:] = indices
     return b"".join(
@@ -68,7 +66,6 @@ def encode_png(
             b"\x89PNG\r\n\x1a\n",
             _chunk(b"IHDR", header),
             _chunk(b"PLTE", palette.astype(np.uint8).tobytes()),
-            _chunk(b"tRNS", alpha),
             _chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)),
             _chunk(b"IEND", b""),
         )
@@ -98,7 +95,7 @@ class Sampler:
         return wanted, self._rows[wanted] - start
 
     def take_mask(self, start: int, stored: NDArray[np.uint8], *, nodata: int) -> None:
-        """Record a stored mask strip (rows ``start``..): 1 white, 0 dark, nodata clear."""
+        """Record a stored mask strip (rows ``start``..): 1 white, 0 dark, nodata grey."""
         wanted, local = self._pick(start, stored.shape[0])
         sample = stored[local][:, self._cols]
         codes = np.full(sample.shape, CLEAR, dtype=np.uint8)
@@ -116,7 +113,7 @@ class Sampler:
         nodata: int,
     ) -> None:
         """Record an index strip: ramp codes from ``stretch``, ``masked`` pixels white,
-        nodata clear."""
+        nodata grey."""
         wanted, local = self._pick(start, values.shape[0])
         sample = values[local][:, self._cols].astype(np.float64)
         low, high = stretch
@@ -133,5 +130,6 @@ class Sampler:
         if ramp is not None:
             palette[:RAMP_COLOURS] = ramp_palette(ramp)
         palette[MASKED] = (255, 255, 255)
-        palette[CLEAR] = (48, 48, 48)
-        return encode_png(self.image, palette, transparent=NODATA)
+        palette[CLEAR] = (40, 70, 120)
+        palette[NODATA] = (128, 128, 128)
+        return encode_png(self.image, palette)

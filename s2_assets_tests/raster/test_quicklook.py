@@ -22,14 +22,14 @@ def _decode(png: bytes) -> np.ndarray:
     return np.moveaxis(lookup[codes], -1, 0)
 
 
-def test_png_decodes_with_palette_and_transparency() -> None:
+def test_png_decodes_with_palette() -> None:
     codes = np.array([[0, 252], [MASKED, NODATA]], dtype=np.uint8)
     sampler = Sampler(2, 2)
     sampler.image = codes
     rgba = _decode(sampler.png("RdYlGn"))
     assert rgba.shape == (4, 2, 2)
     assert rgba[:3, 1, 0].tolist() == [255, 255, 255]  # masked is white
-    assert rgba[3].tolist() == [[255, 255], [255, 0]]  # no data is transparent
+    assert rgba[:3, 1, 1].tolist() == [128, 128, 128]  # no data is grey, not "masked" white
     assert rgba[:3, 0, 0].tolist() == [165, 0, 38]  # low end of RdYlGn
 
 
@@ -61,11 +61,12 @@ def test_mask_quicklook_codes() -> None:
     sampler = Sampler(2, 3)
     sampler.take_mask(0, np.array([[0, 1, 255], [1, 1, 0]], dtype=np.uint8), nodata=255)
     rgba = _decode(sampler.png(None))
-    assert rgba[3, 0, 2] == 0 and rgba[:3, 0, 1].tolist() == [255, 255, 255]
+    assert rgba[:3, 0, 2].tolist() == [128, 128, 128]
+    assert rgba[:3, 0, 1].tolist() == [255, 255, 255] and rgba[:3, 0, 0].tolist() == [40, 70, 120]
 
 
 def test_ramps_have_253_colours() -> None:
     for name in ("RdYlGn", "GnWtBu", "pink", "afmhot", "bone"):
         assert ramp_palette(name).shape == (253, 3)
-    png = encode_png(np.zeros((1, 1), np.uint8), np.zeros((256, 3), np.uint8), transparent=255)
+    png = encode_png(np.zeros((1, 1), np.uint8), np.zeros((256, 3), np.uint8))
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
