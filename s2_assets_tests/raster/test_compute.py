@@ -12,6 +12,7 @@ from rasterio.enums import Resampling
 from scipy import ndimage
 
 from s2_assets.demo import build_safe
+from s2_assets.errors import IndexNameError, MaskSpecError
 from s2_assets.products import NATIVE_RESOLUTION, band_path, qi_path, read_metadata
 from s2_assets.raster import indices as ix
 from s2_assets.raster import masks as mk
@@ -313,3 +314,34 @@ def test_mask_on_another_grid_is_refused(l2a: Path, old_l2a: Path, tmp_path: Pat
             masks={"CM001": other.path}, out_dir_for=lambda n: tmp_path / "i",
         )  # fmt: skip
     assert not (tmp_path / "i").exists() or not list((tmp_path / "i").rglob("*.tif"))
+
+
+def test_bad_specs_and_names_fail_before_writing(l2a: Path, tmp_path: Path) -> None:
+    metadata = read_metadata(l2a)
+    with pytest.raises(MaskSpecError, match=r"CM005.*valid forms: CM001, CM002-B11"):
+        compute_cloud_masks(
+            product_id=metadata.product_uri, safe_dir=l2a, side_products=None, metadata=metadata,
+            specs=["CM001", "CM005"], out_dir=tmp_path,
+        )  # fmt: skip
+    with pytest.raises(IndexNameError, match="NDXI"):
+        compute_indices(
+            product_id=metadata.product_uri, safe_dir=l2a, metadata=metadata,
+            indices=["NDVI", "NDXI"], masks={}, out_dir_for=lambda n: tmp_path,
+        )  # fmt: skip
+    with pytest.raises(MaskSpecError, match="CM9"):
+        compute_indices(
+            product_id=metadata.product_uri, safe_dir=l2a, metadata=metadata, indices=["NDVI"],
+            masks={"CM9": tmp_path / "x.tif"}, out_dir_for=lambda n: tmp_path,
+        )  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_same_spec_twice_is_computed_once(l2a: Path, tmp_path: Path) -> None:
+    metadata = read_metadata(l2a)
+    written = compute_cloud_masks(
+        product_id=metadata.product_uri, safe_dir=l2a, side_products=None, metadata=metadata,
+        specs=["CM004", "CM004-CSH1-CMP1-CHP1-TCI1-ITER5", "cm003"], out_dir=tmp_path,
+    )  # fmt: skip
+    assert [w.name for w in written] == [
+        "CM004-CSH1-CMP1-CHP1-TCI1-ITER5", "CM003-PRB1-ITER5",
+    ]  # fmt: skip
