@@ -105,10 +105,14 @@ class Provenance:
 class OutputLike(Protocol):
     """What :func:`record_outputs` needs of a written mask or index (``WrittenRaster``)."""
 
-    path: Path
-    kind: str
-    name: str
-    mask_spec: str | None
+    @property
+    def path(self) -> Path: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def mask_spec(self) -> str | None: ...
 
 
 def now_text() -> str:

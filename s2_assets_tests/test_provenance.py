@@ -4,14 +4,17 @@ atomic writes, and reading records other writers left."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 
 import blake3
 import pytest
 
 from s2_assets import __version__
+from s2_assets.demo import product_name
 from s2_assets.errors import MetadataError
+from s2_assets.library import Library
 from s2_assets.provenance import (
     Provenance,
     file_checksum,
@@ -23,6 +26,7 @@ from s2_assets.provenance import (
     record_path,
     write_record,
 )
+from s2_assets_tests.conftest import DemoArchive
 
 L2A_ID = "S2A_MSIL2A_20220130T063511_N0509_R120_T40KCB_20220130T091000"
 
@@ -177,3 +181,36 @@ def test_processing_version_from_the_library_config(tmp_path: Path) -> None:
         "[SEN2CHAIN VERSIONS]\nsen2chain_processing_version = 02.00\n"
     )
     assert processing_version(tmp_path) == "02.00"
+
+
+def test_a_fetched_product_carries_its_record_in_the_library_and_metadata(
+    demo_archive: DemoArchive, library: Library
+) -> None:
+    """``l1c``/``l2a`` write the record beside each product they fetch (here through their
+    ``acquire`` step on the archive provider) and list it in the partition's metadata."""
+    from s2_assets.assets.products import acquire, partition_metadata
+    from s2_assets.providers.archive import ArchiveProvider
+    from s2_assets.resources.cdse import CdseResource
+    from s2_assets.resources.providers import ArchiveResource, ProvidersResource
+
+    demo = demo_archive.find(level="L2A", tile="40KCB", day="2022-01-20")
+    (record,) = [
+        r
+        for r in ArchiveProvider(demo_archive.root, name="archive").search(
+            "40KCB", "L2A", date(2022, 1, 20), date(2022, 1, 20)
+        )
+        if r.product_id == product_name(demo).id
+    ]
+    record = replace(record, checksums={"MD5": "00ff"})
+    archive = ArchiveResource(root=str(demo_archive.root))
+    providers = ProvidersResource(archive=archive, eodc=archive, cop_dataspace=CdseResource())
+    assert acquire(record, library, providers)
+
+    held = library.products("L2A", "40KCB", date(2022, 1, 20))
+    saved = read_record(held[0].path)
+    assert saved is not None
+    assert (saved.product_id, saved.kind, saved.provider, saved.checksum) == (
+        record.product_id, "L2A", "archive", "MD5:00ff"
+    )  # fmt: skip
+    rows = partition_metadata(held, [record.product_id], [], [])["provenance"].value  # type: ignore[attr-defined]
+    assert rows == [saved.as_metadata()]

@@ -14,6 +14,7 @@ from s2_assets.assets.products import RunOptions
 from s2_assets.errors import S2AssetsError
 from s2_assets.partitions import TileDate
 from s2_assets.products import read_metadata
+from s2_assets.provenance import metadata_for, record_outputs
 from s2_assets.raster.compute import compute_cloud_masks, compute_indices
 from s2_assets.raster.types import SideProducts, WrittenRaster
 from s2_assets.resources.library import LibraryResource
@@ -53,6 +54,7 @@ def _written_metadata(written: list[WrittenRaster]) -> dict[str, object]:
     metadata: dict[str, object] = {
         "files": dg.MetadataValue.json([w.summary() for w in written]),
         "count": len(written),
+        "provenance": dg.MetadataValue.json(metadata_for([w.path for w in written])),
     }
     if written:
         metadata["quicklook"] = dg.MetadataValue.md(written[0].quicklook_markdown())
@@ -92,7 +94,7 @@ def build_cloudmask_asset(
                 ]
                 if not todo:
                     continue
-                written += compute_cloud_masks(
+                new = compute_cloud_masks(
                     product_id=product.id,
                     safe_dir=product.path,
                     side_products=SideProducts.find(out_dir),
@@ -101,6 +103,8 @@ def build_cloudmask_asset(
                     out_dir=out_dir,
                     fmt=config.fmt,
                 )
+                record_outputs(product.path, new)
+                written += new
             total += len(written)
             context.add_asset_metadata(
                 {"specs": dg.MetadataValue.json(specs), **_written_metadata(written)},
@@ -152,7 +156,7 @@ def build_indices_asset(
                     for s in mask_specs
                     if (mask_dir / f"{product.id}_{s}.tif").exists()
                 }
-                for item in compute_indices(
+                made = compute_indices(
                     product_id=product.id,
                     safe_dir=product.path,
                     metadata=read_metadata(product.path),
@@ -160,7 +164,9 @@ def build_indices_asset(
                     masks=masks,
                     out_dir_for=partial(lib.index_dir, tile=key.tile, l2a_id=product.id),
                     fmt=config.fmt,
-                ):
+                )
+                record_outputs(product.path, made)
+                for item in made:
                     by_index[item.name].append(item)
             for name, written in by_index.items():
                 context.add_asset_metadata(

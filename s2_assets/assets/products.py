@@ -26,6 +26,7 @@ from s2_assets.library import Library, LibraryProduct, directory_bytes
 from s2_assets.options import JOB_TAG, TaskOptions, options_for
 from s2_assets.partitions import TileDate
 from s2_assets.products import ProductName
+from s2_assets.provenance import for_delivery, metadata_for, processing_version, write_record
 from s2_assets.providers.archive import read_zip_cloud_cover
 from s2_assets.providers.base import ProductRecord
 from s2_assets.resources.library import LibraryResource
@@ -95,7 +96,16 @@ def acquire(record: ProductRecord, lib: Library, providers: ProvidersResource) -
         return False
     provider = providers.get(record.provider)
     with lib.scratch("fetch") as work:
-        lib.install_zip(provider.fetch(record, work), name)
+        safe = lib.install_zip(provider.fetch(record, work), name)
+    version = processing_version(lib.root)
+    delivered = for_delivery(
+        record.product_id,
+        level=record.level,
+        provider=record.provider,
+        checksums=record.checksums,
+        processing_version=version,
+    )
+    write_record(safe, delivered)
     return True
 
 
@@ -133,6 +143,7 @@ def partition_metadata(
         "fetched_now": dg.MetadataValue.json(fetched),
         "computed_now": dg.MetadataValue.json(computed),
         "offline": dg.MetadataValue.json(offline),
+        "provenance": dg.MetadataValue.json(metadata_for([p.path for p in held])),
     }
 
 
