@@ -19,6 +19,7 @@ see the previous catalogue or the new one, never a mix. Pure: no Dagster.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -49,9 +50,20 @@ MASK_COLLECTION = "cloudmasks"
 L2A_COLLECTION = "l2a"
 SIDE_PRODUCTS = {"MSK_CLDPRB_20m.jp2": "cloud_probability"}
 _SCL_SIDE_RE = re.compile(r"^T\d{2}[A-Z]{3}_\d{8}T\d{6}_SCL_20m\.jp2$")
+# Headers of the files catalogued, by path, with their size and mtime: not a STAC document.
+HEADER_CACHE = "headers.cache"
 _MEDIA = {".tif": pystac.MediaType.COG, ".jp2": pystac.MediaType.JPEG2000}
 # Points per footprint edge: UTM edges are curved in longitude/latitude near the poles.
 _EDGE_POINTS = 8
+
+
+def _read_headers(path: Path) -> dict[str, Any]:
+    """The previous build's headers; anything unreadable just means reading them again."""
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
 
 
 class CatalogError(S2AssetsError):
@@ -68,6 +80,18 @@ class RasterInfo:
     bounds: tuple[float, float, float, float]
     dtype: str
     nodata: float | None
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> RasterInfo:
+        """Back from ``dataclasses.asdict`` through JSON (tuples come back as lists)."""
+        return cls(
+            epsg=value["epsg"],
+            shape=(int(value["shape"][0]), int(value["shape"][1])),
+            transform=tuple(float(v) for v in value["transform"]),
+            bounds=tuple(float(v) for v in value["bounds"]),  # type: ignore[arg-type]
+            dtype=str(value["dtype"]),
+            nodata=value["nodata"],
+        )
 
 
 @dataclass
@@ -162,18 +186,30 @@ class _Builder:
     """Collects items per collection, reading each product's metadata once. A file or
     product that cannot be read is left out and named in ``skipped``, with the reason."""
 
-    def __init__(self, library: Library) -> None:
+    def __init__(self, library: Library, known: dict[str, Any]) -> None:
         self.library = library
         self.items: dict[str, list[pystac.Item]] = {}
         self.skipped: list[str] = []
+        self.headers: dict[str, Any] = {}
+        self._known = known
         self._metadata: dict[str, ProductMetadata | None] = {}
 
     def info(self, path: Path) -> RasterInfo | None:
-        try:
-            return read_raster_info(path)
-        except CatalogError as exc:
-            self.skipped.append(str(exc))
-            return None
+        """The file's header, from the previous build when size and mtime are unchanged
+        (opening a raster costs ~2 ms, which dominates a rebuild of a large library)."""
+        stat = path.stat()
+        stamp = [stat.st_size, stat.st_mtime_ns]
+        cached = self._known.get(str(path))
+        if cached is not None and cached[0] == stamp:
+            info = RasterInfo.from_json(cached[1])
+        else:
+            try:
+                info = read_raster_info(path)
+            except CatalogError as exc:
+                self.skipped.append(str(exc))
+                return None
+        self.headers[str(path)] = [stamp, dataclasses.asdict(info)]
+        return info
 
     def l2a_metadata(self, l2a: ProductName) -> ProductMetadata | None:
         """The L2A's metadata when its SAFE is in the library and readable."""
@@ -330,10 +366,15 @@ def _index_root(library: Library, index: str) -> Path:
     return library.index_dir(index, "_", "_").parent.parent
 
 
-def build_catalog(library: Library) -> tuple[pystac.Catalog, list[str]]:
-    """The catalogue of everything in ``library`` (absolute asset hrefs), and what was
-    skipped (unreadable or misnamed products) with the reason."""
-    builder = _Builder(library)
+def build_catalog(
+    library: Library, known_headers: dict[str, Any] | None = None
+) -> tuple[pystac.Catalog, _Builder]:
+    """The catalogue of everything in ``library`` (absolute asset hrefs), and its builder:
+    what was skipped (unreadable or misnamed products, with the reason) and the headers read.
+
+    ``known_headers`` are the headers of a previous build, reused for unchanged files.
+    """
+    builder = _Builder(library, known_headers or {})
     mask_root = library.mask_dir("_", "_").parent.parent
     # No directory listing on open: every header read is one file, not one folder scan.
     with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
@@ -359,7 +400,7 @@ def build_catalog(library: Library) -> tuple[pystac.Catalog, list[str]]:
         )
         collection.add_items(items)
         catalog.add_child(collection)
-    return catalog, builder.skipped
+    return catalog, builder
 
 
 _DESCRIPTIONS = {
@@ -386,12 +427,13 @@ def write_catalog(library: Library) -> CatalogSummary:
         CatalogError: a raster header is unreadable; the previous catalogue is kept.
     """
     final = catalog_dir(library)
-    catalog, skipped = build_catalog(library)
+    catalog, builder = build_catalog(library, _read_headers(final / HEADER_CACHE))
     catalog.normalize_hrefs(str(final))
     final.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=".STAC-", dir=final.parent))
-    summary = CatalogSummary(path=final / "catalog.json", skipped=skipped)
+    summary = CatalogSummary(path=final / "catalog.json", skipped=builder.skipped)
     try:
+        (staged / HEADER_CACHE).write_text(json.dumps(builder.headers))
         for obj in _objects(catalog):
             self_href = obj.get_self_href()
             assert self_href is not None  # set by normalize_hrefs

@@ -257,3 +257,33 @@ def test_catalog_asset_writes_and_reports(built: Library, tmp_path: Path) -> Non
     assert metadata["items"].value == {"l2a": 2, "cloudmasks": 3, "ndvi": 3, "ndwigao": 3}
     assert metadata["item_count"].value == 11 and metadata["skipped_count"].value == 0
     assert pystac.Catalog.from_file(str(catalog_dir(library) / "catalog.json")).id == "s2_assets"
+
+
+def test_a_rebuild_reads_only_the_headers_of_changed_files(
+    built: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    library = Library(tmp_path / "copy")
+    shutil.copytree(built.root, library.root, symlinks=True)
+    write_catalog(library)  # the copy's own paths
+    before = {p: p.read_bytes() for p in _json_files(library)}
+    opened: list[Path] = []
+    real = catalog_stac.read_raster_info
+
+    def spy(path: Path) -> catalog_stac.RasterInfo:
+        opened.append(path)
+        return real(path)
+
+    monkeypatch.setattr(catalog_stac, "read_raster_info", spy)
+    write_catalog(library)
+    assert opened == []
+    assert {p: p.read_bytes() for p in _json_files(library)} == before
+
+    pid = library.products("L2A", "40KCB")[0].id
+    changed = library.index_dir("NDVI", "40KCB", pid) / f"{pid}_NDVI.tif"
+    with rasterio.open(changed) as src:
+        profile, data = src.profile, src.read(1)
+    changed.unlink()
+    with rasterio.open(changed, "w", **profile | {"driver": "GTiff"}) as dst:
+        dst.write(data, 1)
+    write_catalog(library)
+    assert opened == [changed]
