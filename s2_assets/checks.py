@@ -42,6 +42,7 @@ from s2_assets.products import (
     read_metadata,
 )
 from s2_assets.raster.indices import INDICES
+from s2_assets.raster.io import gdal_env
 from s2_assets.raster.types import INDEX_NODATA, JP2_INDEX_NODATA, MASK_NODATA
 from s2_assets.resources.library import LibraryResource
 
@@ -175,12 +176,12 @@ def value_problem(
     bad, low, high = 0, None, None
     for values in strips:
         if allowed is not None:
-            wrong = values[~np.isin(values, allowed)]
+            outside = ~np.isin(values, allowed)
         else:
             assert bounds is not None
-            kept = values[values != nodata]
-            wrong = kept[(kept < bounds[0]) | (kept > bounds[1])]
-        if wrong.size:
+            outside = ((values < bounds[0]) | (values > bounds[1])) & (values != nodata)
+        if outside.any():  # index into the strip only when something is wrong: cheaper
+            wrong = values[outside]
             bad += int(wrong.size)
             low = int(wrong.min()) if low is None else min(low, int(wrong.min()))
             high = int(wrong.max()) if high is None else max(high, int(wrong.max()))
@@ -378,19 +379,22 @@ def derived_findings(
     """Check the masks (``index`` None) or the files of one index of every (tile, date):
     how many files were checked, what is wrong, and notes on what could not be compared."""
     checked, found, notes = 0, FileFindings(), []
-    for key in keys:
-        for l2a_id in l2a_ids(lib, key.tile, key.date):
-            if index is None:
-                files = mask_files(lib, key.tile, l2a_id)
-            else:
-                files = index_files(lib, index, key.tile, l2a_id)
-            grid = l2a_grid(lib, key.tile, l2a_id, 20 if index is None else 10) if files else None
-            if files and grid is None:
-                notes.append(f"{l2a_id}: grid not compared (no readable L2A or SCL)")
-            for path in files:
-                checked += 1
-                kind = "mask" if index is None else "index"
-                found += raster_problems(path, kind=kind, index=index, grid=grid)
+    with gdal_env():  # all cores for decoding, a bounded block cache
+        for key in keys:
+            for l2a_id in l2a_ids(lib, key.tile, key.date):
+                if index is None:
+                    files = mask_files(lib, key.tile, l2a_id)
+                else:
+                    files = index_files(lib, index, key.tile, l2a_id)
+                grid = (
+                    l2a_grid(lib, key.tile, l2a_id, 20 if index is None else 10) if files else None
+                )
+                if files and grid is None:
+                    notes.append(f"{l2a_id}: grid not compared (no readable L2A or SCL)")
+                for path in files:
+                    checked += 1
+                    kind = "mask" if index is None else "index"
+                    found += raster_problems(path, kind=kind, index=index, grid=grid)
     return checked, found, notes
 
 
@@ -410,10 +414,11 @@ def _safe_check(asset: dg.AssetsDefinition, level: str) -> dg.AssetChecksDefinit
         lib = library.library()
         keys = run_keys(context, asset.key)
         found, checked = FileFindings(), 0
-        for key in keys:
-            for product in lib.products(level, key.tile, key.date):
-                checked += 1
-                found.errors += safe_problems(product.path, level)
+        with gdal_env():
+            for key in keys:
+                for product in lib.products(level, key.tile, key.date):
+                    checked += 1
+                    found.errors += safe_problems(product.path, level)
         return check_result(asset.key, "safe_complete", keys, checked, found)
 
     return safe_complete
