@@ -5,7 +5,10 @@ from datetime import UTC, date, datetime
 import dagster as dg
 
 from s2_assets import catalogue
+from s2_assets.clean import clean_library
 from s2_assets.errors import TileIdError
+from s2_assets.jobs.jobfile import load_jobs
+from s2_assets.options import JOB_TAG
 from s2_assets.partitions import TILES, TileDate
 from s2_assets.products import LEVELS, validate_tile_id
 from s2_assets.providers.base import unique_by_id
@@ -63,6 +66,9 @@ def build_acquisitions(first_day: date) -> dg.AssetsDefinition:
             raise dg.Failure(f"unknown levels {bad_levels}; valid: {', '.join(LEVELS)}")
         provider = providers.get(config.provider)
         lib = library.library()
+        job = context.run.tags.get(JOB_TAG)
+        jobs, _errors = load_jobs(lib.jobs_dir)
+        clean_before = any(j.jid == job and j.settings.clean_before for j in jobs)
         totals = {"products": 0, "new_products": 0}
         new_partitions: set[str] = set()
         for key in context.partition_keys:
@@ -70,6 +76,10 @@ def build_acquisitions(first_day: date) -> dg.AssetsDefinition:
                 tile = validate_tile_id(key)
             except TileIdError as exc:
                 raise dg.Failure(f"partition {key!r}: {exc}") from exc
+            if clean_before:
+                # sen2chain's clean_before: repair the tile's library before looking for more.
+                cleaned = clean_library(lib, [tile], remove=True)
+                context.log.info(f"clean_before {tile}: {cleaned.summary()}")
             found = unique_by_id(
                 [r for lvl in config.levels for r in provider.search(tile, lvl, start, end)]
             )

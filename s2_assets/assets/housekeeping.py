@@ -1,4 +1,5 @@
-"""``housekeeping``: a task's remove rules once the products that need the inputs exist.
+"""``housekeeping``: a task's remove rules once the products that need the inputs exist,
+then the job's ``clean_after`` (sen2chain's library clean) on the tile.
 
 Removed products stop being claimed: the partition of the level that lost them gets a new
 materialization event listing what it holds now (``products`` may be 0), what was removed,
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from s2_assets.assets.products import RunOptions
+from s2_assets.clean import clean_library
 from s2_assets.partitions import TileDate
 from s2_assets.removal import plan_removals, remove_product
 from s2_assets.resources.library import LibraryResource
@@ -33,6 +35,7 @@ def build_housekeeping_asset(
         lib = library.library()
         options_of = RunOptions(context, lib)
         removed_total = 0
+        cleaned_tiles: set[str] = set()
         for raw_key in context.partition_keys:
             key = TileDate.parse(raw_key)
             options = options_of(key)
@@ -64,6 +67,11 @@ def build_housekeeping_asset(
                     )
                 )
             removed_total += len(removals)
+            if options.clean_after and key.tile not in cleaned_tiles:
+                cleaned_tiles.add(key.tile)
+                report = clean_library(lib, [key.tile], remove=True)
+                context.log.info(f"clean_after {key.tile}: {report.summary()}")
+                options_of.write(f"clean_after {key.tile}: {report.summary()}")
             context.add_asset_metadata(
                 {
                     "rules": dg.MetadataValue.json([str(r) for r in options.remove]),

@@ -1,6 +1,7 @@
 """Job settings and task columns acted on: compute_l2a through Sen2Cor, side products, logs,
 remove rules shown truthfully, tries/sleep for offline products, process_by_line chunks."""
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -149,3 +150,38 @@ def test_run_now_discovers_and_processes_in_process(tmp_path: Path) -> None:
     held = sorted(p.name[:26] for p in (library / "data" / "L1C" / "40KCB").iterdir())
     assert held == ["S2A_MSIL1C_20220120T063511", "S2B_MSIL1C_20220125T063509"]
     assert (again.product_runs, again.partitions) == (0, 0)
+
+
+def _old_debris(folder: Path, name: str) -> Path:
+    debris = folder / name
+    debris.mkdir(parents=True)
+    (debris / "leftover.jp2").write_bytes(b"x")
+    for path in (debris / "leftover.jp2", debris):
+        os.utime(path, (1_600_000_000, 1_600_000_000))  # long ago: not a running job's
+    return debris
+
+
+def test_clean_before_and_after_run_the_library_clean(tmp_path: Path) -> None:
+    defs, library = make(
+        tmp_path, ["40KCB;2022-01-19;2022-01-21;100;archive;True;l1c;False;;;;x"], logs=False
+    )
+    job = Library(library).jobs_dir / "job_j.cfg"
+    job.write_text(
+        job.read_text()
+        .replace("clean_before = False", "clean_before = True")
+        .replace("clean_after = False", "clean_after = True")
+    )
+    defs = build_definitions(
+        Settings(data_home=library, archive_root=str(tmp_path / "archive"), date_start="2022-01-01")
+    )
+    l1c_folder = library / "data" / "L1C" / "40KCB"
+    before = _old_debris(l1c_folder, "S2A_MSIL2A_20220101T063511_N0400_R120_T40KCB_X.tmp")
+    with dg.instance_for_test() as instance:
+        run_requests(defs, instance, tick(defs, instance, "j", WHEN), "j")
+        assert not before.exists()  # clean_before, during discovery
+        (request,) = sense(defs, instance, None).run_requests
+        assert dg.AssetKey("housekeeping") in requested_partitions(request)
+        after = _old_debris(l1c_folder, "S2A_MSIL2A_20220102T063511_N0400_R120_T40KCB_Y.tmp")
+        execute_backfill(defs, instance, request)
+    assert not after.exists()  # clean_after, once the products exist
+    assert len(list(l1c_folder.glob("*.SAFE"))) == 1
