@@ -465,34 +465,37 @@ def publish_tile(out_dir: Path, name: str, tile: str, rows: pd.DataFrame) -> pd.
     return merged
 
 
-def plot_png(series: pd.DataFrame, *, title: str, ylabel: str, small: bool = False) -> bytes:
-    """A PNG of the mean (x 0.0001) over time with the interquartile band."""
-    # Imported here: matplotlib costs ~0.5 s and only a run that plots needs it.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+class SeriesPlotter:
+    """Draws series plots on one reused figure: mean (x 0.0001) over time and the
+    interquartile band. Reusing the figure saves a third of the ~0.2 s a plot costs."""
 
-    figure = Figure(figsize=(4.0, 2.2) if small else (8.0, 4.0), dpi=72 if small else 100)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    ordered = series.sort_values("date")
-    dates = pd.to_datetime(ordered["date"])
-    scale = STORED_SCALE
-    axes.fill_between(
-        dates,
-        ordered["percentile_25"] * scale,
-        ordered["percentile_75"] * scale,
-        alpha=0.3,
-        label="25-75 %",
-    )
-    axes.plot(dates, ordered["mean"] * scale, marker="o", markersize=3, label="mean")
-    axes.set_title(title, fontsize=9)
-    axes.set_ylabel(ylabel)
-    axes.legend(fontsize=7)
-    axes.grid(alpha=0.3)
-    figure.autofmt_xdate()
-    out = io.BytesIO()
-    figure.savefig(out, format="png")
-    return out.getvalue()
+    def __init__(self, *, small: bool = False) -> None:
+        # Imported here: matplotlib costs ~0.5 s to import and only runs that plot need it.
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(4.0, 2.2) if small else (6.0, 3.0), dpi=72 if small else 90)
+        FigureCanvasAgg(self.figure)
+        self.axes = self.figure.add_subplot()
+
+    def png(self, series: pd.DataFrame, *, title: str, ylabel: str) -> bytes:
+        axes = self.axes
+        axes.cla()
+        ordered = series.sort_values("date")
+        dates = pd.to_datetime(ordered["date"])
+        low, high = ordered["percentile_25"], ordered["percentile_75"]
+        axes.fill_between(
+            dates, low * STORED_SCALE, high * STORED_SCALE, alpha=0.3, label="25-75 %"
+        )
+        axes.plot(dates, ordered["mean"] * STORED_SCALE, marker="o", markersize=3, label="mean")
+        axes.set_title(title, fontsize=9)
+        axes.set_ylabel(ylabel)
+        axes.legend(fontsize=7, loc="upper left")  # "best" would search every point: slow
+        axes.grid(alpha=0.3)
+        self.figure.autofmt_xdate()
+        out = io.BytesIO()
+        self.figure.savefig(out, format="png")
+        return out.getvalue()
 
 
 def write_plots(
@@ -500,12 +503,13 @@ def write_plots(
 ) -> list[Path]:
     """``<out_dir>/plots/<name>_fid<fid>.png`` for each of ``fids`` with rows."""
     written = []
+    plotter = SeriesPlotter()
     for fid in fids:
         series = merged[merged["fid"] == fid]
         if series.empty:
             continue
         path = out_dir / "plots" / f"{name}_fid{fid}.png"
-        _atomic_write(path, plot_png(series, title=f"{name} · fid {fid}", ylabel=index))
+        _atomic_write(path, plotter.png(series, title=f"{name} · fid {fid}", ylabel=index))
         written.append(path)
     return written
 
@@ -513,7 +517,8 @@ def write_plots(
 @dataclass(frozen=True)
 class ExtractionRequest:
     """What to extract: polygons, indices, a date window, a cloud limit and a mask spec
-    (None: the raw index, with ``nbcld`` 0)."""
+    (None: the raw index, with ``nbcld`` 0); ``plots`` writes a PNG per polygon and index
+    (about 0.2 s each)."""
 
     polygons: Polygons
     indices: tuple[str, ...]
@@ -521,6 +526,7 @@ class ExtractionRequest:
     date_max: date
     max_cloud: float
     mask: str | None
+    plots: bool = True
 
 
 @dataclass(frozen=True)
@@ -555,11 +561,13 @@ def extract_tile(library: Library, request: ExtractionRequest, tile: str) -> lis
         name = series_name(request.polygons.stem, index, request.date_min, request.date_max)
         merged = publish_tile(out_dir, name, tile, rows)
         fids = list(dict.fromkeys(rows["fid"]))
-        plots = write_plots(merged, out_dir, name, index=index, fids=fids)
+        plots = write_plots(merged, out_dir, name, index=index, fids=fids) if request.plots else []
         preview = None
         if fids:
             first = merged[merged["fid"] == fids[0]]
-            preview = plot_png(first, title=f"{index} · fid {fids[0]}", ylabel=index, small=True)
+            preview = SeriesPlotter(small=True).png(
+                first, title=f"{index} · fid {fids[0]}", ylabel=index
+            )
         results.append(
             IndexSeries(
                 index,

@@ -433,3 +433,11 @@ def test_definitions_wire_timeseries_by_tile_and_catalog_after_products(tmp_path
     assert {dg.AssetKey("l2a"), dg.AssetKey("cloudmask"), dg.AssetKey("ndvi")} <= set(
         catalog.parent_keys
     )
+
+
+def test_plots_can_be_left_out_but_the_preview_stays(library: Library, tmp_path: Path) -> None:
+    add_product(library, "40KCB")
+    polygons = ts.read_polygons(write_geojson(tmp_path / "f.geojson", SHAPES[:2], NAMES[:2]))
+    [result] = ts.extract_tile(library, request(polygons, plots=False), "40KCB")
+    assert result.plots == () and not (result.csv.parent / "plots").exists()
+    assert result.preview_png is not None and result.preview_png.startswith(b"\x89PNG")

@@ -68,6 +68,8 @@ class TimeSeriesConfig(dg.Config):
         name, so set it when several tiles' runs should merge into one file.
     max_cloud: Highest scene cloud cover kept, in % (inclusive; unknown cover is kept).
     mask: Mask spec of the masked index read; empty reads the raw index (``nbcld`` is 0).
+    plots: Write a PNG plot per polygon and index (about 0.2 s each; the UI shows one
+        small plot per index either way).
     """
 
     vector: str
@@ -78,6 +80,7 @@ class TimeSeriesConfig(dg.Config):
     date_max: str = ""
     max_cloud: float = 100.0
     mask: str = DEFAULT_MASK_SPEC
+    plots: bool = True
 
 
 def _request(config: TimeSeriesConfig, library: Library) -> ts.ExtractionRequest:
@@ -104,6 +107,7 @@ def _request(config: TimeSeriesConfig, library: Library) -> ts.ExtractionRequest
         date_max=date_max,
         max_cloud=config.max_cloud,
         mask=mask,
+        plots=config.plots,
     )
 
 
