@@ -42,7 +42,6 @@ from s2_assets.products import (
     read_metadata,
 )
 from s2_assets.raster.indices import INDICES
-from s2_assets.raster.io import gdal_env
 from s2_assets.raster.types import INDEX_NODATA, JP2_INDEX_NODATA, MASK_NODATA
 from s2_assets.resources.library import LibraryResource
 
@@ -57,6 +56,9 @@ INDEX_RANGES = {
     "bi": (0, 32766),
 }
 GridRef = tuple[CRS, Any, int, int]  # crs, transform, width, height
+# All cores for JPEG2000 decoding, a bounded block cache. Not raster.io's gdal_env: it stops
+# GDAL listing folders, and then a JPEG2000's .aux.xml (where its nodata lives) is not found.
+READ_ENV = {"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_CACHEMAX": 256}
 L2A_BANDS = tuple(b for b in BANDS if b != "B10")  # Sen2Cor drops the cirrus band
 
 
@@ -379,7 +381,7 @@ def derived_findings(
     """Check the masks (``index`` None) or the files of one index of every (tile, date):
     how many files were checked, what is wrong, and notes on what could not be compared."""
     checked, found, notes = 0, FileFindings(), []
-    with gdal_env():  # all cores for decoding, a bounded block cache
+    with rasterio.Env(**READ_ENV):
         for key in keys:
             for l2a_id in l2a_ids(lib, key.tile, key.date):
                 if index is None:
@@ -414,7 +416,7 @@ def _safe_check(asset: dg.AssetsDefinition, level: str) -> dg.AssetChecksDefinit
         lib = library.library()
         keys = run_keys(context, asset.key)
         found, checked = FileFindings(), 0
-        with gdal_env():
+        with rasterio.Env(**READ_ENV):
             for key in keys:
                 for product in lib.products(level, key.tile, key.date):
                     checked += 1
