@@ -287,3 +287,11 @@ def test_a_rebuild_reads_only_the_headers_of_changed_files(
         dst.write(data, 1)
     write_catalog(library)
     assert opened == [changed]
+
+
+def test_an_empty_library_gets_an_empty_valid_catalogue(library: Library) -> None:
+    summary = write_catalog(library)
+    assert summary.items == {} and summary.assets == 0
+    root = json.loads(summary.path.read_text())
+    validate_dict(root, href=str(summary.path), validator=OfflineValidator())
+    assert [link["rel"] for link in root["links"]] == ["root"]
