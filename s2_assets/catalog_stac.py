@@ -376,16 +376,14 @@ def build_catalog(
     """
     builder = _Builder(library, known_headers or {})
     mask_root = library.mask_dir("_", "_").parent.parent
-    # No directory listing on open: every header read is one file, not one folder scan.
-    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
-        for tile in library.tiles("L2A"):
-            builder.add_l2a(tile)
-        for tile in _subdirs(mask_root):
-            builder.add_derived(MASK_COLLECTION, mask_root / tile, mask_asset_key)
-        for index in INDEX_NAMES:
-            root = _index_root(library, index)
-            for tile in _subdirs(root):
-                builder.add_derived(index.lower(), root / tile, index_asset_key(index))
+    for tile in library.tiles("L2A"):
+        builder.add_l2a(tile)
+    for tile in _subdirs(mask_root):
+        builder.add_derived(MASK_COLLECTION, mask_root / tile, mask_asset_key)
+    for index in INDEX_NAMES:
+        root = _index_root(library, index)
+        for tile in _subdirs(root):
+            builder.add_derived(index.lower(), root / tile, index_asset_key(index))
     catalog = pystac.Catalog(
         id=CATALOG_ID,
         description=f"Sentinel-2 L2A products, cloud masks and indices of {library.root}",

@@ -295,3 +295,22 @@ def test_an_empty_library_gets_an_empty_valid_catalogue(library: Library) -> Non
     root = json.loads(summary.path.read_text())
     validate_dict(root, href=str(summary.path), validator=OfflineValidator())
     assert [link["rel"] for link in root["links"]] == ["root"]
+
+
+def test_jpeg2000_outputs_keep_their_sidecar_nodata(tmp_path: Path) -> None:
+    """sen2chain's JPEG2000 outputs carry nodata in a ``.aux.xml`` sidecar."""
+    library = Library(tmp_path / "library")
+    tile, sensing, _ = PRODUCTS[0]
+    safe = build_safe(library.level_dir("L2A", tile), level="L2A", sensing=sensing, size=12)
+    metadata = read_metadata(safe)
+    pid = metadata.product_uri
+    compute_indices(
+        product_id=pid, safe_dir=safe, metadata=metadata, indices=["NDVI"], masks={},
+        out_dir_for=partial(library.index_dir, tile=tile, l2a_id=pid), fmt="jp2",
+    )  # fmt: skip
+    write_catalog(library)
+    item = json.loads(
+        (catalog_dir(library) / "ndvi" / f"{pid}_NDVI" / f"{pid}_NDVI.json").read_text()
+    )
+    asset = item["assets"]["NDVI"]
+    assert asset["type"] == pystac.MediaType.JPEG2000 and asset["nodata"] == 16383
