@@ -1,0 +1,151 @@
+"""The deployment pieces that need no running service (part of the normal suite): the
+executor chosen by configuration, the instance configurations in ``deploy/``, and the
+pid-file safety of ``deploy/services.sh``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import yaml
+from dagster._core.definitions.definition_config_schema import ConfiguredDefinitionConfigSchema
+from dagster._core.instance.config import dagster_instance_config_schema
+
+from s2_assets.definitions import (
+    CLUSTER_EXECUTORS,
+    ExecutorConfigError,
+    build_definitions,
+    cluster_executor,
+    local_executor,
+)
+from s2_assets.jobs.model import JobSettings
+from s2_assets.quickstart import DEMO_JOB
+from s2_assets.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICES_SH = REPO / "deploy" / "services.sh"
+
+
+def resolved(executor: dg.ExecutorDefinition, run_config: dict[str, Any]) -> dict[str, Any]:
+    """The config the executor receives for ``execution: config: <run_config>``."""
+    schema = executor.config_schema
+    assert isinstance(schema, ConfiguredDefinitionConfigSchema)
+    result = schema.resolve_config({"config": run_config})
+    assert result.success, result.errors
+    config: dict[str, Any] = result.value["config"]  # type: ignore[index]
+    return config
+
+
+def test_local_executor_fills_max_concurrent_only_when_unset() -> None:
+    executor = local_executor(3)
+    assert executor.name == "multi_or_in_process_executor"
+    assert resolved(executor, {"multiprocess": {}})["multiprocess"]["max_concurrent"] == 3
+    explicit = resolved(executor, {"multiprocess": {"max_concurrent": 7}})
+    assert explicit["multiprocess"]["max_concurrent"] == 7
+    assert set(resolved(executor, {"in_process": {}})) == {"in_process"}
+
+
+def test_definitions_take_max_concurrent_from_the_job_files(tmp_path: Path) -> None:
+    jobs = tmp_path / "library" / "config" / "jobs"
+    jobs.mkdir(parents=True)
+    (jobs / "job_small.cfg").write_text(DEMO_JOB.replace("nb_proc = 2", "nb_proc = 3"))
+    (jobs / "job_tiny.cfg").write_text(DEMO_JOB.replace("nb_proc = 2", "nb_proc = 1"))
+    defs = build_definitions(Settings(data_home=tmp_path / "library"))
+    assert isinstance(defs.executor, dg.ExecutorDefinition)
+    expected = JobSettings(nb_proc=3).workers(os.cpu_count() or 1)  # the larger of the two
+    assert (
+        resolved(defs.executor, {"multiprocess": {}})["multiprocess"]["max_concurrent"] == expected
+    )
+
+
+def test_an_explicit_executor_replaces_the_local_one(tmp_path: Path) -> None:
+    defs = build_definitions(Settings(data_home=tmp_path), dg.in_process_executor)
+    assert defs.executor is dg.in_process_executor
+
+
+@pytest.mark.parametrize("name", sorted(CLUSTER_EXECUTORS))
+def test_cluster_examples_name_their_executor(name: str) -> None:
+    """Each example loads where its integration is installed, and otherwise says what to
+    install (the suite's environment has none of them)."""
+    path = REPO / "deploy" / "executors" / f"{name}.yaml"
+    assert yaml.safe_load(path.read_text())["executor"] == name
+    module = CLUSTER_EXECUTORS[name][0]
+    try:
+        __import__(module)
+    except ImportError:
+        with pytest.raises(ExecutorConfigError, match=f"pip install {module.replace('_', '-')}"):
+            cluster_executor(str(path))
+    else:
+        assert cluster_executor(str(path)).name == name
+
+
+def test_cluster_executor_refuses_unknown_names_and_missing_files(tmp_path: Path) -> None:
+    unknown = tmp_path / "slurm.yaml"
+    unknown.write_text("executor: slurm\n")
+    with pytest.raises(ExecutorConfigError, match=r"'slurm' is not one of k8s, celery, dask"):
+        cluster_executor(str(unknown))
+    with pytest.raises(ExecutorConfigError, match=r"nowhere\.yaml: cannot read it"):
+        cluster_executor(str(tmp_path / "nowhere.yaml"))
+
+
+@pytest.mark.parametrize(
+    "path", ["dagster.yaml", "deploy/dagster.postgres.yaml", "deploy/dagster.k8s.yaml"]
+)
+def test_instance_configs_match_dagsters_schema(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dagster._config import process_config
+
+    for key in ("HOST", "PORT", "DB", "USER", "PASSWORD"):
+        monkeypatch.setenv(f"DAGSTER_PG_{key}", "5432" if key == "PORT" else "x")
+    config = yaml.safe_load((REPO / path).read_text())
+    result = process_config(dagster_instance_config_schema(), config)
+    assert result.success, result.errors
+    if "storage" in config:
+        assert config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+        # The password comes from the environment, never from the file.
+        assert config["storage"]["postgres"]["postgres_db"]["password"] == {
+            "env": "DAGSTER_PG_PASSWORD"
+        }
+
+
+def services(command: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SERVICES_SH), command, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_services_sh_needs_dagster_home_and_a_command(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    assert "set DAGSTER_HOME" in services("status", env).stderr
+    env["DAGSTER_HOME"] = str(tmp_path)
+    wrong = services("restart", env)
+    assert wrong.returncode == 1 and "usage:" in wrong.stderr
+
+
+def test_services_sh_never_signals_a_pid_that_is_not_its_service(tmp_path: Path) -> None:
+    """A pid file left by a crash may name a pid now used by another program."""
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "S2_RUN_DIR": str(tmp_path / "run")}
+    (tmp_path / "run").mkdir()
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        (tmp_path / "run" / "webserver.pid").write_text(f"{bystander.pid}\n")
+        (tmp_path / "run" / "daemon.pid").write_text("not a pid\n")
+        status = services("status", env)
+        assert status.returncode == 3
+        assert "webserver stopped" in status.stdout and "daemon stopped" in status.stdout
+        stopped = services("stop", env)
+        assert stopped.returncode == 0, stopped.stderr
+        assert "webserver not running" in stopped.stdout
+        assert bystander.poll() is None, "services.sh signalled a process that is not its own"
+        assert not list((tmp_path / "run").glob("*.pid"))
+    finally:
+        bystander.kill()
+        bystander.wait()
