@@ -59,6 +59,7 @@ _BANDS = "CDEFGHJKLMNPQRSTUVWX"
 _SQUARES = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 PARTITION_HEALTH = (Path(__file__).with_name("partition_health.graphql")).read_text()
 log = logging.getLogger("benchmarks.orchestration")
+RESULTS = sys.stdout  # main() keeps stdout for the JSON lines alone
 # Runs log to the console at DEBUG by default; the JSON lines are what matters here.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -76,7 +77,7 @@ def emit(storage: str, measure: str, seconds: float, **fields: Any) -> None:
     """One JSON line; ``load`` is the 1-minute load average (the machine may be shared)."""
     line = {"storage": storage, "measure": measure, **fields, "seconds": round(seconds, 3),
             "load": round(os.getloadavg()[0], 2)}  # fmt: skip
-    print(json.dumps(line), flush=True)
+    print(json.dumps(line), file=RESULTS, flush=True)
 
 
 @contextmanager
@@ -399,6 +400,12 @@ def main() -> None:
                         default=["sqlite", "postgres"])  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="small sizes, to check it works")
     args = parser.parse_args()
+    # Code servers started for the launch measure inherit stdout: send everything but the
+    # JSON lines to stderr.
+    global RESULTS
+    RESULTS = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     logging.basicConfig(level=logging.WARNING)
     for storage in args.storage:
         run(storage, args.quick)
