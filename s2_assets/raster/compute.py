@@ -23,7 +23,11 @@ from s2_assets.raster import indices as ix
 from s2_assets.raster import masks as mk
 from s2_assets.raster.io import BandReader, OutputFormat, gdal_env
 from s2_assets.raster.outputs import OutputFile
-from s2_assets.raster.resample import upsample2_bilinear, upsample2_nearest, upsample2_touched
+from s2_assets.raster.resample import (
+    upsample2_bilinear_float32,
+    upsample2_nearest,
+    upsample2_touched,
+)
 from s2_assets.raster.strips import RowStream, strip_height, strips
 from s2_assets.raster.types import (
     INDEX_NODATA,
@@ -219,7 +223,7 @@ class _IndexStrip:
         self.nodata: dict[str, NDArray[np.bool_]] = {}
 
     def add(self, band: str, dn: NDArray[Any], *, offset: int, nodata: NDArray[np.bool_]) -> None:
-        values = dn.astype(np.float32)
+        values = dn if dn.dtype == np.float32 else dn.astype(np.float32)
         if offset:
             values += np.float32(offset)
         self.reflectance[band] = values
@@ -249,7 +253,7 @@ def _read_index_strip(
             # last rows blend with it, exactly as a whole-band bilinear read does.
             padded = streams[band].rows_edge_padded(start // 2 - 1, stop // 2 + 1)
             strip.add(
-                band, upsample2_bilinear(padded), offset=metadata.offset(band),
+                band, upsample2_bilinear_float32(padded), offset=metadata.offset(band),
                 nodata=upsample2_touched(padded == 0),
             )  # fmt: skip
     return strip

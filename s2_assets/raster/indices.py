@@ -147,9 +147,7 @@ def compute_index(name: str, reflectance: Mapping[str, F32], *, nodata: NDArray[
 
 def apply_mask(values: I16, mask: NDArray[Any]) -> I16:
     """The masked variant: every pixel whose (10 m) mask value is not 0 becomes nodata."""
-    masked = values.copy()
-    masked[mask != 0] = INDEX_NODATA
-    return masked
+    return np.where(mask != 0, np.int16(INDEX_NODATA), values)
 
 
 def to_jp2_values(values: I16) -> I16:

@@ -15,11 +15,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 
-def _spread_columns(rows: NDArray[np.uint32]) -> NDArray[np.uint32]:
+def _spread_columns(rows: NDArray[Any]) -> NDArray[Any]:
     """x2 along columns with 3/4-1/4 weights (times 4), edge columns clamped."""
     height, width = rows.shape
-    out = np.empty((height, 2 * width), dtype=np.uint32)
-    tripled = rows * np.uint32(3)
+    out = np.empty((height, 2 * width), dtype=rows.dtype)
+    tripled = rows * rows.dtype.type(3)
     np.add(tripled[:, 1:], rows[:, :-1], out=out[:, 2::2])
     np.add(tripled[:, :-1], rows[:, 1:], out=out[:, 1:-1:2])
     np.add(tripled[:, :1], rows[:, :1], out=out[:, :1])
@@ -48,6 +48,26 @@ def upsample2_bilinear(padded: NDArray[Any]) -> NDArray[Any]:
     out += np.uint32(8)
     out >>= np.uint32(4)
     return out.astype(padded.dtype)
+
+
+def upsample2_bilinear_float32(padded: NDArray[Any]) -> NDArray[np.float32]:
+    """:func:`upsample2_bilinear` computed straight in float32, for the index formulas.
+
+    Exact: the 16-times-weighted sums of 16-bit values stay below 2**24, and dividing by
+    16 and flooring are exact in binary floating point, so the values equal the integer
+    version's, without the round trip through the band's integer type.
+    """
+    source = padded.astype(np.float32)
+    centre = source[1:-1]
+    tripled = centre * np.float32(3)
+    vertical = np.empty((2 * centre.shape[0], centre.shape[1]), dtype=np.float32)
+    np.add(tripled, source[:-2], out=vertical[0::2])
+    np.add(tripled, source[2:], out=vertical[1::2])
+    out = _spread_columns(vertical)
+    out += np.float32(8)
+    out *= np.float32(1 / 16)
+    np.floor(out, out=out)
+    return out
 
 
 def upsample2_touched(padded: NDArray[np.bool_]) -> NDArray[np.bool_]:

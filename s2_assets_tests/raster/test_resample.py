@@ -10,7 +10,12 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.transform import from_origin
 
-from s2_assets.raster.resample import upsample2_bilinear, upsample2_nearest, upsample2_touched
+from s2_assets.raster.resample import (
+    upsample2_bilinear,
+    upsample2_bilinear_float32,
+    upsample2_nearest,
+    upsample2_touched,
+)
 
 
 def _gdal_upsampled(path: Path, array: np.ndarray, driver: str) -> np.ndarray:
@@ -86,3 +91,13 @@ def test_nearest_repeats_each_pixel_two_by_two() -> None:
     assert upsample2_nearest(mask).tolist() == [
         [1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]
     ]  # fmt: skip
+
+
+def test_float32_version_equals_the_integer_one() -> None:
+    rng = np.random.default_rng(9)
+    array = rng.integers(0, 65536, (31, 17)).astype(np.uint16)
+    array[0, :4] = (0, 1, 65535, 65534)
+    padded = _edge_padded(array)
+    floats = upsample2_bilinear_float32(padded)
+    assert floats.dtype == np.float32
+    np.testing.assert_array_equal(floats, upsample2_bilinear(padded).astype(np.float32))
