@@ -41,6 +41,7 @@ from s2_assets.raster.types import (
 from s2_assets.specs import MaskSpec, parse_index_name, parse_mask_spec
 
 FORMATS = ("tif", "jp2")
+PUBLISH_WORKERS = 2  # COG encoding is mostly single-threaded: two at a time fill both cores
 COMPUTE_ROWS = 512  # 10 m rows computed at once: about 45 MB per float32 band strip
 
 
@@ -80,6 +81,12 @@ def _outputs() -> Iterator[list[OutputFile]]:
     finally:
         for output in files:
             output.discard()
+
+
+def _publish_all(files: Sequence[OutputFile], ramps: Sequence[str | None]) -> list[WrittenRaster]:
+    """Encode and publish every output, two at a time, in order."""
+    with ThreadPoolExecutor(max_workers=PUBLISH_WORKERS) as pool:
+        return list(pool.map(lambda pair: pair[0].publish(pair[1]), zip(files, ramps, strict=True)))
 
 
 def _same_grid(readers: Mapping[str, BandReader], names: Sequence[str]) -> Grid:
@@ -209,7 +216,7 @@ def compute_cloud_masks(
                     nodata=stored.size - with_data,
                 )  # fmt: skip
                 file.sampler.take_mask(start, stored, nodata=MASK_NODATA)
-        return [file.publish(None) for file in files]
+        return _publish_all(files, [None] * len(files))
 
 
 # -------------------------------------------------------------------------------- indices
@@ -331,7 +338,7 @@ def compute_indices(
                 spec: _mask_rows(streams[f"mask:{spec}"], grid, start, stop) for spec in mask_paths
             }
             _write_index_strip(names, plan, strip, mask_strips, start, fmt)
-        return [file.publish(ix.INDICES[file.name].ramp) for _, file in plan]
+        return _publish_all([f for _, f in plan], [ix.INDICES[f.name].ramp for _, f in plan])
 
 
 def _mask_rows(stream: RowStream, grid: Grid, start: int, stop: int) -> NDArray[np.bool_]:
