@@ -170,6 +170,14 @@ def test_backfills_through_graphql_materialize_the_products(
     }
     assert {executors[r["runId"]] for r in backfills.catalogue_runs} == {"multiprocess"}
     assert {executors[r["runId"]] for r in backfills.products_runs} == {"in_process"}
+    for run in backfills.catalogue_runs + backfills.products_runs:
+        record = instance.get_run_record_by_id(run["runId"])
+        assert record is not None and record.start_time and record.end_time
+        assets = ",".join(sorted(p["path"][0] for p in run["assetSelection"]))
+        # Shown by `pytest -rA`: what a run costs on this machine, per executor.
+        print(
+            f"run {assets} {executors[run['runId']]}: {record.end_time - record.start_time:.1f} s"
+        )
 
     data = services.library / "data"
     for level in ("L1C", "L2A"):
