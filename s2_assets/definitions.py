@@ -60,7 +60,9 @@ CLUSTER_EXECUTORS = {
 
 def local_executor(max_concurrent: int) -> dg.ExecutorDefinition:
     """Dagster's default executor: run config picks ``in_process`` or ``multiprocess``; an unset
-    ``max_concurrent`` is the job files' ``nb_proc`` rather than the CPU count."""
+    ``max_concurrent`` is the job files' ``nb_proc`` rather than the CPU count. With one
+    worker the default is ``in_process``: a process per step would run the steps one by one
+    all the same, and each costs seconds of start-up (README, "Running it like production")."""
     base = dg.multi_or_in_process_executor
 
     def fill_default(config: dict[str, Any]) -> dict[str, Any]:
@@ -68,7 +70,9 @@ def local_executor(max_concurrent: int) -> dg.ExecutorDefinition:
             return config
         return {"multiprocess": {**config["multiprocess"], "max_concurrent": max_concurrent}}
 
-    return base.configured(fill_default, config_schema=base.config_schema.as_field())
+    default: dict[str, Any] = {"in_process": {}} if max_concurrent <= 1 else {"multiprocess": {}}
+    schema = dg.Field(base.config_schema.as_field().config_type, default_value=default)
+    return base.configured(fill_default, config_schema=schema)
 
 
 def cluster_executor(path: str) -> dg.ExecutorDefinition:

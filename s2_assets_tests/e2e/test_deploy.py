@@ -12,7 +12,6 @@ from typing import Any
 import dagster as dg
 import pytest
 import yaml
-from dagster._core.definitions.definition_config_schema import ConfiguredDefinitionConfigSchema
 from dagster._core.instance.config import dagster_instance_config_schema
 
 from s2_assets.definitions import (
@@ -30,23 +29,40 @@ REPO = Path(__file__).resolve().parents[2]
 SERVICES_SH = REPO / "deploy" / "services.sh"
 
 
-def resolved(executor: dg.ExecutorDefinition, run_config: dict[str, Any]) -> dict[str, Any]:
-    """The config the executor receives for ``execution: config: <run_config>``."""
-    schema = executor.config_schema
-    assert isinstance(schema, ConfiguredDefinitionConfigSchema)
-    result = schema.resolve_config({"config": run_config})
-    assert result.success, result.errors
-    config: dict[str, Any] = result.value["config"]  # type: ignore[index]
-    return config
+def executor_config(
+    executor: dg.ExecutorDefinition, run_config: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What the executor gets for a run with ``execution: config: <run_config>`` (or none)."""
+
+    @dg.op
+    def step() -> None:
+        """Nothing to do: the job only carries the executor."""
+
+    @dg.job(executor_def=executor)
+    def probe() -> None:
+        step()
+
+    config = {} if run_config is None else {"execution": {"config": run_config}}
+    execution: dict[str, Any] = dg.validate_run_config(probe, config)["execution"]
+    (resolved,) = execution.values()
+    return dict(resolved)
 
 
 def test_local_executor_fills_max_concurrent_only_when_unset() -> None:
     executor = local_executor(3)
     assert executor.name == "multi_or_in_process_executor"
-    assert resolved(executor, {"multiprocess": {}})["multiprocess"]["max_concurrent"] == 3
-    explicit = resolved(executor, {"multiprocess": {"max_concurrent": 7}})
+    assert executor_config(executor)["multiprocess"]["max_concurrent"] == 3
+    assert executor_config(executor, {"multiprocess": {}})["multiprocess"]["max_concurrent"] == 3
+    explicit = executor_config(executor, {"multiprocess": {"max_concurrent": 7}})
     assert explicit["multiprocess"]["max_concurrent"] == 7
-    assert set(resolved(executor, {"in_process": {}})) == {"in_process"}
+    assert set(executor_config(executor, {"in_process": {}})) == {"in_process"}
+
+
+def test_one_worker_runs_in_process_unless_told_otherwise() -> None:
+    executor = local_executor(1)
+    assert set(executor_config(executor)) == {"in_process"}
+    chosen = executor_config(executor, {"multiprocess": {}})
+    assert chosen["multiprocess"]["max_concurrent"] == 1
 
 
 def test_definitions_take_max_concurrent_from_the_job_files(tmp_path: Path) -> None:
@@ -57,9 +73,8 @@ def test_definitions_take_max_concurrent_from_the_job_files(tmp_path: Path) -> N
     defs = build_definitions(Settings(data_home=tmp_path / "library"))
     assert isinstance(defs.executor, dg.ExecutorDefinition)
     expected = JobSettings(nb_proc=3).workers(os.cpu_count() or 1)  # the larger of the two
-    assert (
-        resolved(defs.executor, {"multiprocess": {}})["multiprocess"]["max_concurrent"] == expected
-    )
+    chosen = executor_config(defs.executor, {"multiprocess": {}})
+    assert chosen["multiprocess"]["max_concurrent"] == expected
 
 
 def test_an_explicit_executor_replaces_the_local_one(tmp_path: Path) -> None:

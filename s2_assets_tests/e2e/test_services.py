@@ -94,6 +94,8 @@ def backfills(graphql: GraphQL) -> Backfills:
                 }
             ],
             "title": "e2e: catalogues",
+            # The executor is run config: a process per step here, as on a bigger machine.
+            "runConfigData": {"execution": {"config": {"multiprocess": {}}}},
         }
     )
 
@@ -116,8 +118,7 @@ def backfills(graphql: GraphQL) -> Backfills:
             ],
             "title": "e2e: products",
             "tags": [{"key": "s2/e2e", "value": "products"}],
-            # The executor is run config: in-process spares a subprocess per step (seconds
-            # each on a small machine); the catalogue runs above use the default multiprocess.
+            # In-process spares a subprocess per step (seconds each on a small machine).
             "runConfigData": {"execution": {"config": {"in_process": {}}}},
         }
     )
