@@ -1,0 +1,68 @@
+"""End to end on a real instance: l2a -> cloudmask -> a subset of the index assets."""
+
+from pathlib import Path
+
+import dagster as dg
+import rasterio
+
+from s2_assets.definitions import build_definitions
+from s2_assets.demo import DEMO_PRODUCTS, build_archive
+from s2_assets.settings import Settings
+
+RANGE = {
+    "dagster/asset_partition_range_start": "2022-01-22|31UFS",
+    "dagster/asset_partition_range_end": "2022-01-27|31UFS",
+}
+
+
+def test_l2a_cloudmask_and_two_indices_in_one_ranged_run(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    build_archive(archive, [p for p in DEMO_PRODUCTS if p.tile == "31UFS"], size=12)
+    library = tmp_path / "library"
+    defs = build_definitions(
+        Settings(data_home=library, archive_root=str(archive), date_start="2022-01-01")
+    )
+    job = defs.resolve_implicit_global_asset_job_def()
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("tiles", ["31UFS"])
+        assert job.execute_in_process(
+            instance=instance,
+            asset_selection=[dg.AssetKey("acquisitions")],
+            partition_key="31UFS",
+            run_config={"ops": {"acquisitions": {"config": {"start": "2022-01-01"}}}},
+        ).success
+        result = job.execute_in_process(
+            instance=instance,
+            asset_selection=[dg.AssetKey(k) for k in ("l2a", "cloudmask", "ndvi", "nbr")],
+            tags=RANGE,
+        )
+        assert result.success
+        ndvi = {
+            m.partition: m.metadata
+            for m in result.asset_materializations_for_node("indices")
+            if m.asset_key == dg.AssetKey("ndvi")
+        }
+        nbr_done = {
+            m.partition
+            for m in result.asset_materializations_for_node("indices")
+            if m.asset_key == dg.AssetKey("nbr")
+        }
+    # Two acquisitions in the range (01-22, 01-27), six days materialized in one run.
+    assert len(ndvi) == 6 and nbr_done == set(ndvi)
+    assert ndvi["2022-01-22|31UFS"]["count"].value == 2  # raw + CM004-masked
+    assert "data:image/png;base64," in ndvi["2022-01-22|31UFS"]["quicklook"].value
+    assert ndvi["2022-01-23|31UFS"]["count"].value == 0  # no acquisition that day
+    indices = library / "data" / "INDICES"
+    assert sorted(p.name for p in indices.iterdir()) == ["NBR", "NDVI"]  # only what was asked
+    (l2a_dir,) = [p for p in (indices / "NDVI" / "31UFS").iterdir() if "20220122" in p.name]
+    raw = l2a_dir / f"{l2a_dir.name}_NDVI.tif"
+    masked = l2a_dir / f"{l2a_dir.name}_NDVI_CM004-CSH1-CMP1-CHP1-TCI1-ITER0.tif"
+    with rasterio.open(raw) as r, rasterio.open(masked) as m:
+        assert r.nodata == m.nodata == 32767 and r.scales == (0.0001,)
+        raw_values, masked_values = r.read(1), m.read(1)
+    # Masking only ever turns pixels into nodata, and it did turn some (30 % cloud).
+    kept = masked_values != 32767
+    assert (masked_values[kept] == raw_values[kept]).all()
+    assert (masked_values == 32767).sum() > (raw_values == 32767).sum()
+    mask_dir = library / "data" / "CLOUDMASKS" / "31UFS" / l2a_dir.name
+    assert (mask_dir / f"{l2a_dir.name}_CM004-CSH1-CMP1-CHP1-TCI1-ITER0.tif").is_file()
