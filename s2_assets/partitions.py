@@ -66,6 +66,14 @@ def run_partitions(context: dg.AssetExecutionContext | dg.OpExecutionContext) ->
     return sorted(TileDate.parse(key) for key in context.partition_keys)
 
 
+def range_tags(tile: str, first: date, last: date) -> dict[str, str]:
+    """Run tags that make a run cover ``tile`` from ``first`` to ``last`` (a ranged run)."""
+    return {
+        "dagster/asset_partition_range_start": str(TileDate(tile, first)),
+        "dagster/asset_partition_range_end": str(TileDate(tile, last)),
+    }
+
+
 def by_tile(keys: Iterable[TileDate]) -> dict[str, list[TileDate]]:
     grouped: dict[str, list[TileDate]] = {}
     for key in sorted(keys):

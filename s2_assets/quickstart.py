@@ -16,7 +16,9 @@ import dagster as dg
 
 from s2_assets.definitions import build_definitions
 from s2_assets.demo import DEMO_PRODUCTS, DEMO_TILES, build_archive
+from s2_assets.jobs.run_now import run_ranges
 from s2_assets.options import JOB_TAG
+from s2_assets.partitions import TileDate
 from s2_assets.settings import Settings
 
 DEMO_JOB = """# Demo job: what a sen2chain job file looks like. Its schedule (demo_schedule) is stopped;
@@ -37,8 +39,6 @@ tile;date_min;date_max;max_clouds;provider;filter_max_pb;download;compute_l2a;cl
 31UFS;2022-01-01;2022-02-10;80;archive;True;l1c;False;CM004-CSH1-CMP1-CHP1-TCI1-ITER0;NDVI/NDWIGAO/EVI;;Paris
 """
 DEMO_ASSETS = ("l1c", "l2a", "cloudmask", "ndvi", "ndwigao", "evi")
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 @dataclass(frozen=True)
@@ -96,15 +96,13 @@ def run_demo(paths: DemoPaths, instance_config: Path, *, size: int = 120) -> dic
             )
             if not result.success:
                 raise RuntimeError(f"acquisitions failed for {tile}")
-        for tile in DEMO_TILES:
-            days = sorted(p.sensing.date() for p in DEMO_PRODUCTS if p.tile == tile)
-            result = job.execute_in_process(
-                instance=instance,
-                asset_selection=[dg.AssetKey(k) for k in DEMO_ASSETS],
-                tags={RANGE_START_TAG: f"{days[0]}|{tile}", RANGE_END_TAG: f"{days[-1]}|{tile}"},
-                run_config={"ops": {op: {"config": {"max_cloud": 80.0}} for op in ("l1c", "l2a")}},
-            )
-            if not result.success:
-                raise RuntimeError(f"products failed for {tile}")
+        run_ranges(
+            job,
+            instance,
+            DEMO_ASSETS,
+            [TileDate(p.tile, p.sensing.date()) for p in DEMO_PRODUCTS],
+            {JOB_TAG: "demo"},
+            {"ops": {op: {"config": {"max_cloud": 80.0}} for op in ("l1c", "l2a")}},
+        )
     library = paths.library / "data"
     return {level: sum(1 for _ in (library / level).glob("*/*.SAFE")) for level in ("L1C", "L2A")}

@@ -8,6 +8,7 @@ discovery runs are submitted through GraphQL and the daemon's sensor does the re
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,9 +25,7 @@ from s2_assets.jobs.automation import (
 )
 from s2_assets.jobs.jobfile import job_path, load_job, load_jobs
 from s2_assets.library import Library
-
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
+from s2_assets.partitions import TileDate, range_tags
 
 _ADD_TILE = """mutation($r: RepositorySelector!, $k: String!) {
   addDynamicPartition(repositorySelector: $r, partitionsDefName: "tiles", partitionKey: $k) {
@@ -80,21 +79,37 @@ def run_job_now(
     for plan in plans:
         keys = {k for ks in plan.partitions.values() for k in ks}
         partitions += len(keys)
-        for tile in sorted({k.tile for k in keys}):
-            days = sorted(k.date for k in keys if k.tile == tile)
-            result = global_job.execute_in_process(
-                instance=instance,
-                asset_selection=[dg.AssetKey(name) for name in sorted(plan.partitions)],
-                tags={
-                    **plan.tags,
-                    RANGE_START: f"{days[0]}|{tile}",
-                    RANGE_END: f"{days[-1]}|{tile}",
-                },
-            )
-            runs += 1
-            if not result.success:
-                raise RuntimeError(f"{jid}: run {result.run_id} for {tile} failed")
+        runs += run_ranges(global_job, instance, sorted(plan.partitions), keys, plan.tags)
     return RunSummary(len(discovery), runs, partitions)
+
+
+def run_ranges(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    assets: Iterable[str],
+    keys: Iterable[TileDate],
+    tags: Mapping[str, str],
+    run_config: Mapping[str, object] | None = None,
+) -> int:
+    """What the backfill daemon makes of a backfill under ``BackfillPolicy.single_run``: one
+    ranged run per tile, from its first to its last day. Returns the number of runs.
+
+    Raises:
+        RuntimeError: naming the run and tile that failed.
+    """
+    keys = list(keys)
+    tiles = sorted({k.tile for k in keys})
+    for tile in tiles:
+        days = sorted(k.date for k in keys if k.tile == tile)
+        result = job.execute_in_process(
+            instance=instance,
+            asset_selection=[dg.AssetKey(name) for name in assets],
+            tags={**tags, **range_tags(tile, days[0], days[-1])},
+            run_config=dict(run_config or {}),
+        )
+        if not result.success:
+            raise RuntimeError(f"run {result.run_id} for {tile} failed")
+    return len(tiles)
 
 
 def _last_event(instance: dg.DagsterInstance) -> int:

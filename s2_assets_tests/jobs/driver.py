@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from s2_assets.jobs.backfill import requested_partitions
-
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
+from s2_assets.jobs.run_now import run_ranges
+from s2_assets.partitions import TileDate
 
 
 def tick(
@@ -54,14 +53,6 @@ def sense(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None
 def execute_backfill(defs: dg.Definitions, instance: dg.DagsterInstance, request) -> None:
     """What the backfill daemon does with BackfillPolicy.single_run: one ranged run per tile."""
     covered = requested_partitions(request)
+    keys = {TileDate.parse(k) for parts in covered.values() for k in parts}
     job = defs.resolve_implicit_global_asset_job_def()
-    keys = sorted({k for parts in covered.values() for k in parts})
-    tiles = sorted({k.split("|")[1] for k in keys})
-    for tile in tiles:
-        days = sorted(k for k in keys if k.endswith(tile))
-        result = job.execute_in_process(
-            instance=instance,
-            asset_selection=sorted(covered),
-            tags={**request.tags, RANGE_START: days[0], RANGE_END: days[-1]},
-        )
-        assert result.success
+    run_ranges(job, instance, sorted(k.to_user_string() for k in covered), keys, request.tags)
