@@ -1,0 +1,210 @@
+"""Per-pixel statistics of a time stack of masked index files: the monthly composites.
+
+A pixel's *observations* are its valid values over the stack (stored int16, not 32767: a
+masked or no-data pixel of an input is no observation). Per pixel:
+
+- ``count``: how many observations (uint8, or uint16 past 254 inputs; 0 = none);
+- ``max``: the largest observation (the greenest pixel for NDVI-like indices);
+- ``mean``: the sum of the observations divided by their count, **rounded to the nearest
+  integer, halves away from zero** (2.5 -> 3, -2.5 -> -3), in exact integer arithmetic;
+- ``median``: the middle observation of an odd count; for an even count **the mean of the
+  two middle observations, rounded the same way** ((3 + 4) / 2 = 3.5 -> 4).
+
+Every value is an observation or lies between two, so it stays inside the int16 range
+with 32767 still free for "no observation". Values keep the inputs' scale (0.0001 for the
+ratio indices). The stack is reduced strip by strip: one strip of rows of every input is
+read (as an xarray ``DataArray``), reduced with xarray, written, and dropped, so memory
+depends on the strip, not on the tile. Pure apart from the reads and writes it delegates to
+``stack`` and ``outputs``; no Dagster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from numpy.typing import NDArray
+
+from s2_assets.raster.io import COG_BLOCK, OutputFormat
+from s2_assets.raster.outputs import OutputFile
+from s2_assets.raster.stack import StackFile, open_stack, stack_grid
+from s2_assets.raster.strips import strips
+from s2_assets.raster.types import INDEX_NODATA, RasterError, WrittenRaster
+
+STATISTICS = ("median", "mean", "count", "max")
+# Bytes of int16 input per strip (all times): the strip's working set is a few times this.
+STRIP_BUDGET_BYTES = 160 * 1024**2
+COUNT_RAMP = "afmhot"
+INT16_MIN = np.iinfo(np.int16).min
+
+
+def round_half_away(numerator: NDArray[np.int64], denominator: NDArray[np.int64]) -> NDArray[Any]:
+    """``numerator / denominator`` rounded to the nearest integer, halves away from zero.
+
+    Exact (integer arithmetic); ``denominator`` must be positive where the result is used
+    (elsewhere pass 1).
+    """
+    magnitude = (2 * np.abs(numerator) + denominator) // (2 * denominator)
+    return np.where(numerator < 0, -magnitude, magnitude)
+
+
+def count_dtype(times: int) -> str:
+    """uint8 while the count fits below its reserved 255, else uint16."""
+    return "uint8" if times <= 254 else "uint16"
+
+
+def _median_kernel(values: NDArray[np.int16], axis: int) -> NDArray[np.int16]:
+    # Stored nodata 32767 is above every valid value: sorted, the n observations come first.
+    ordered = np.sort(values, axis=axis)
+    count = np.count_nonzero(values != INDEX_NODATA, axis=axis)
+    low = np.expand_dims(np.maximum(count - 1, 0) // 2, axis)
+    high = np.expand_dims(count // 2, axis)
+    pair_sum = np.take_along_axis(ordered, low, axis).astype(np.int64) + np.take_along_axis(
+        ordered, np.minimum(high, values.shape[axis] - 1), axis
+    )
+    median = round_half_away(np.squeeze(pair_sum, axis), np.int64(2))
+    return np.where(count > 0, median, INDEX_NODATA).astype(np.int16)
+
+
+def reduce_strip(
+    block: xr.DataArray, statistics: Sequence[str] = STATISTICS
+) -> dict[str, xr.DataArray]:
+    """The statistics of one ``(time, y, x)`` block of stored values (32767 = no data).
+
+    Returns int16 arrays (32767 where no observation) for median, mean and max, and the
+    count as int64 (the caller picks its stored type).
+    """
+    valid = block != INDEX_NODATA
+    count = valid.sum("time", dtype=np.int64)
+    seen = count > 0
+    out: dict[str, xr.DataArray] = {}
+    for name in statistics:
+        if name == "count":
+            out[name] = count
+        elif name == "max":
+            highest = block.where(valid, np.int16(INT16_MIN)).max("time")
+            out[name] = highest.where(seen, np.int16(INDEX_NODATA)).astype(np.int16)
+        elif name == "mean":
+            total = block.where(valid, np.int16(0)).sum("time", dtype=np.int64)
+            rounded = xr.apply_ufunc(round_half_away, total, count.where(seen, 1))
+            out[name] = rounded.where(seen, INDEX_NODATA).astype(np.int16)
+        elif name == "median":
+            out[name] = block.reduce(_median_kernel, dim="time")
+        else:
+            raise RasterError(f"unknown statistic {name!r}; valid: {', '.join(STATISTICS)}")
+    return out
+
+
+def strip_rows(times: int, width: int, *, budget: int = STRIP_BUDGET_BYTES) -> int:
+    """Rows per strip: whole COG blocks (so no block is decoded twice) within ``budget``
+    bytes of int16 input, at least 16 rows."""
+    rows = budget // max(1, times * width * 2)
+    if rows >= COG_BLOCK:
+        return COG_BLOCK * (rows // COG_BLOCK)
+    return max(16, rows)
+
+
+@dataclass(frozen=True)
+class CompositeRequest:
+    """One composite: the observations of a month, where to write and what.
+
+    ``name`` is the index, ``mask_spec`` the mask of the inputs, ``stem`` the common start
+    of the output names (``<tile>_<YYYY-MM>_<INDEX>_<SPEC>``), ``ramp`` and ``stretch`` the
+    index's quicklook colours and range (stored units).
+    """
+
+    files: tuple[StackFile, ...]
+    out_dir: Path
+    stem: str
+    name: str
+    mask_spec: str
+    ramp: str
+    stretch: tuple[int, int]
+    statistics: tuple[str, ...] = STATISTICS
+
+
+@contextlib.contextmanager
+def _outputs() -> Iterator[list[OutputFile]]:
+    files: list[OutputFile] = []
+    try:
+        yield files
+    finally:
+        for output in files:
+            output.discard()
+
+
+def compute_composite(request: CompositeRequest, *, rows: int | None = None) -> list[WrittenRaster]:
+    """Write one COG per statistic of ``request``; nothing when it has no file.
+
+    Outputs are ``<out_dir>/<stem>_<STAT>.tif``: int16, nodata 32767, the inputs' scale for
+    median/mean/max; uint8 (uint16 past 254 inputs) for count, 255 (65535) reserved as
+    nodata. Each is written beside its final name and renamed into place.
+
+    Raises:
+        RasterError: an input unreadable, not int16, or on another grid than the first.
+    """
+    if not request.files:
+        return []
+    unknown = sorted(set(request.statistics) - set(STATISTICS))
+    if unknown:
+        raise RasterError(f"unknown statistic {unknown[0]!r}; valid: {', '.join(STATISTICS)}")
+    stack = open_stack(request.files, name=request.name)
+    grid = stack_grid(stack)
+    scale = float(stack.attrs["scale_factor_stored"])
+    times = stack.sizes["time"]
+    counts = count_dtype(times)
+    count_nodata = int(np.iinfo(np.dtype(counts)).max)
+    output = OutputFormat(fmt="tif", overview_resampling="NEAREST")
+    with _outputs() as files:
+        for stat in request.statistics:
+            is_count = stat == "count"
+            files.append(
+                OutputFile(
+                    request.out_dir / f"{request.stem}_{stat.upper()}.tif", grid,
+                    kind="count" if is_count else "index", name=request.name,
+                    mask_spec=request.mask_spec, dtype=counts if is_count else "int16",
+                    nodata=count_nodata if is_count else INDEX_NODATA, output=output,
+                    scale=1.0 if is_count else scale,
+                )
+            )  # fmt: skip
+        for start, stop in strips(grid.height, rows or strip_rows(times, grid.width)):
+            block = stack.isel(y=slice(start, stop)).load()
+            reduced = reduce_strip(block, request.statistics)
+            seen = (
+                reduced["count"] if "count" in reduced else (block != INDEX_NODATA).sum("time")
+            ) > 0
+            seen_np = np.asarray(seen.values)
+            n_seen = int(np.count_nonzero(seen_np))
+            for stat, file in zip(request.statistics, files, strict=True):
+                values = np.asarray(reduced[stat].values)
+                if stat == "count":
+                    stored = values.astype(counts)
+                    file.stats.add(
+                        stored, include=np.ones_like(seen_np), valid=n_seen, masked=0,
+                        nodata=seen_np.size - n_seen,
+                    )  # fmt: skip
+                    file.sampler.take_index(
+                        start, values.astype(np.int16), masked=None, stretch=(0, max(times, 1)),
+                        nodata=INDEX_NODATA,
+                    )  # fmt: skip
+                else:
+                    stored = values
+                    file.stats.add(
+                        stored, include=seen_np, valid=n_seen, masked=0,
+                        nodata=seen_np.size - n_seen,
+                    )  # fmt: skip
+                    file.sampler.take_index(
+                        start, stored, masked=None, stretch=request.stretch, nodata=INDEX_NODATA
+                    )
+                file.write(start, stored)
+        ramps = [COUNT_RAMP if s == "count" else request.ramp for s in request.statistics]
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            return list(
+                pool.map(lambda pair: pair[0].publish(pair[1]), zip(files, ramps, strict=True))
+            )
