@@ -12,6 +12,10 @@ import dagster as dg
 import yaml
 
 from s2_assets.assets.acquisitions import build_acquisitions
+from s2_assets.assets.composites import (
+    build_composite_asset,
+    build_composite_automation_sensor,
+)
 from s2_assets.assets.derived import build_cloudmask_asset, build_indices_asset
 from s2_assets.assets.housekeeping import build_housekeeping_asset
 from s2_assets.assets.maintenance import library_clean_job
@@ -28,7 +32,7 @@ from s2_assets.jobs.jobfile import jid_from_path, load_jobs
 from s2_assets.jobs.model import JobSettings
 from s2_assets.jobs.staging_sensor import build_staging_sensor
 from s2_assets.library import Library
-from s2_assets.partitions import tile_date_partitions
+from s2_assets.partitions import tile_date_partitions, tile_month_partitions
 from s2_assets.resources.cdse import CdseResource
 from s2_assets.resources.chiller import ChillerResource
 from s2_assets.resources.library import LibraryResource
@@ -133,6 +137,7 @@ def build_definitions(
         housekeeping = build_housekeeping_asset(partitions, [l1c, l2a, cloudmask, indices])
         catalog = build_catalog_asset([l2a, cloudmask, indices])
         timeseries = build_timeseries_asset([cloudmask, indices])
+        composite = build_composite_asset(tile_month_partitions(settings.date_start), indices)
     jobs, errors = load_jobs(Library(settings.data_home).jobs_dir)
     cpus = os.cpu_count() or 1
     workers = max((job.settings.workers(cpus) for job in jobs), default=JobSettings().workers(cpus))
@@ -152,8 +157,9 @@ def build_definitions(
     sensors = [build_new_acquisitions_sensor(product_assets, staged_providers=staged)]
     if chiller.enabled:
         sensors.append(build_staging_sensor(product_assets))
+    sensors.append(build_composite_automation_sensor(composite))
     return dg.Definitions(
-        assets=[acquisitions, *product_assets, catalog, timeseries],
+        assets=[acquisitions, *product_assets, catalog, timeseries, composite],
         asset_checks=build_checks(l1c, l2a, cloudmask, indices),
         executor=executor or local_executor(workers),
         jobs=[*asset_jobs, library_clean_job],

@@ -79,3 +79,64 @@ def by_tile(keys: Iterable[TileDate]) -> dict[str, list[TileDate]]:
     for key in sorted(keys):
         grouped.setdefault(key.tile, []).append(key)
     return grouped
+
+
+# ------------------------------------------------------------------ tile x month (composites)
+
+MONTH_FORMAT = "%Y-%m"
+
+
+def tile_month_partitions(start: str = DEFAULT_DATE_START) -> dg.MultiPartitionsDefinition:
+    """tiles x calendar month, from the month of ``start`` to the current month (included:
+    its composite covers the days so far). Keys: ``"2024-01|40KCB"``."""
+    first = date.fromisoformat(start).replace(day=1)
+    return dg.MultiPartitionsDefinition(
+        {
+            "tile": TILES,
+            "month": dg.MonthlyPartitionsDefinition(
+                start_date=first.strftime(MONTH_FORMAT), fmt=MONTH_FORMAT, end_offset=1
+            ),
+        }
+    )
+
+
+@dataclass(frozen=True, order=True)
+class TileMonth:
+    """One (tile, calendar month) partition; ``first``/``last`` are its first and last days."""
+
+    tile: str
+    first: date
+
+    @classmethod
+    def parse(cls, key: str | dg.MultiPartitionKey) -> TileMonth:
+        """From ``MultiPartitionKey`` or ``"YYYY-MM|TILE"``.
+
+        Raises:
+            ValueError: naming the key and the expected form.
+        """
+        if isinstance(key, dg.MultiPartitionKey):
+            month_text, tile = key.keys_by_dimension["month"], key.keys_by_dimension["tile"]
+        else:
+            month_text, _, tile = str(key).partition("|")
+        try:
+            return cls(tile=validate_tile_id(tile), first=date.fromisoformat(f"{month_text}-01"))
+        except ValueError as exc:
+            raise ValueError(
+                f"invalid partition key {str(key)!r}: expected 'YYYY-MM|TILE' ({exc})"
+            ) from exc
+
+    @property
+    def month(self) -> str:
+        return self.first.strftime(MONTH_FORMAT)
+
+    @property
+    def last(self) -> date:
+        following = date(self.first.year + self.first.month // 12, self.first.month % 12 + 1, 1)
+        return date.fromordinal(following.toordinal() - 1)
+
+    @property
+    def key(self) -> dg.MultiPartitionKey:
+        return dg.MultiPartitionKey({"tile": self.tile, "month": self.month})
+
+    def __str__(self) -> str:
+        return f"{self.month}|{self.tile}"

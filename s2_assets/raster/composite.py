@@ -155,6 +155,8 @@ def compute_composite(request: CompositeRequest, *, rows: int | None = None) -> 
     if unknown:
         raise RasterError(f"unknown statistic {unknown[0]!r}; valid: {', '.join(STATISTICS)}")
     stack = open_stack(request.files, name=request.name)
+    if stack.dtype != np.int16:
+        raise RasterError(f"{request.files[0].path}: {stack.dtype} pixels; index files are int16")
     grid = stack_grid(stack)
     scale = float(stack.attrs["scale_factor_stored"])
     times = stack.sizes["time"]

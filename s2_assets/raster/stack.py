@@ -38,6 +38,9 @@ from xarray.core import indexing
 from s2_assets.raster.io import gdal_env
 from s2_assets.raster.types import INDEX_NODATA, Grid, RasterError
 
+# Index files and composites are int16; composite counts uint8 or uint16.
+STACKABLE = ("int16", "uint8", "uint16")
+
 
 @dataclass(frozen=True)
 class StackFile:
@@ -52,6 +55,7 @@ class StackFile:
 class _FileInfo:
     nodata: float | None
     scale: float
+    dtype: str
 
 
 def _describe(path: Path) -> tuple[Grid, _FileInfo]:
@@ -63,10 +67,11 @@ def _describe(path: Path) -> tuple[Grid, _FileInfo]:
                 transform=dataset.transform,
                 crs_wkt=dataset.crs.to_wkt() if dataset.crs is not None else "",
             )
-            if dataset.dtypes[0] != "int16":
-                raise RasterError(f"{path}: {dataset.dtypes[0]} pixels; index files are int16")
+            dtype = str(dataset.dtypes[0])
+            if dtype not in STACKABLE:
+                raise RasterError(f"{path}: {dtype} pixels; expected one of {', '.join(STACKABLE)}")
             scale = float(dataset.scales[0]) if dataset.scales else 1.0
-            return grid, _FileInfo(nodata=dataset.nodata, scale=scale)
+            return grid, _FileInfo(nodata=dataset.nodata, scale=scale, dtype=dtype)
     except RasterioError as exc:
         raise RasterError(f"cannot open raster {path}: {exc}") from exc
 
@@ -81,7 +86,7 @@ class _StackArray(BackendArray):  # type: ignore[misc]
         self.infos = list(infos)
         self.decode = decode
         self.shape = (len(self.paths), grid.height, grid.width)
-        self.dtype = np.dtype(np.float32 if decode else np.int16)
+        self.dtype = np.dtype(np.float32 if decode else infos[0].dtype)
 
     def __getitem__(self, key: indexing.ExplicitIndexer) -> Any:
         return indexing.explicit_indexing_adapter(
@@ -117,12 +122,15 @@ class _StackArray(BackendArray):  # type: ignore[misc]
             values = values[::-1]
         if cols.step < 0:
             values = values[:, ::-1]
-        missing = values == (INDEX_NODATA if info.nodata is None else info.nodata)
+        if info.nodata is None and info.dtype != "int16":
+            missing = np.zeros(values.shape, dtype=bool)
+        else:
+            missing = values == (INDEX_NODATA if info.nodata is None else info.nodata)
         if self.decode:
             decoded = values.astype(np.float32) * np.float32(info.scale)
             decoded[missing] = np.nan
             return decoded
-        if info.nodata is not None and info.nodata != INDEX_NODATA:
+        if info.dtype == "int16" and info.nodata is not None and info.nodata != INDEX_NODATA:
             values = np.where(missing, np.int16(INDEX_NODATA), values)
         return values
 
@@ -151,6 +159,8 @@ def open_stack(files: Sequence[StackFile], *, decode: bool = False, name: str = 
                 f"{item.path} ({other.width}x{other.height}) is not on the grid of "
                 f"{ordered[0].path} ({grid.width}x{grid.height})"
             )
+        if info.dtype != first.dtype:
+            raise RasterError(f"{item.path} is {info.dtype}, {ordered[0].path} is {first.dtype}")
         if info.scale != first.scale:
             raise RasterError(
                 f"{item.path} has scale {info.scale}, {ordered[0].path} has {first.scale}"
@@ -160,8 +170,8 @@ def open_stack(files: Sequence[StackFile], *, decode: bool = False, name: str = 
     x = transform.c + (np.arange(grid.width) + 0.5) * transform.a
     y = transform.f + (np.arange(grid.height) + 0.5) * transform.e
     attrs: dict[str, Any] = {"scale_factor_stored": first.scale, "grid_mapping": "spatial_ref"}
-    if not decode:
-        attrs["nodata"] = INDEX_NODATA
+    if not decode and first.nodata is not None:
+        attrs["nodata"] = INDEX_NODATA if first.dtype == "int16" else first.nodata
     variable = xr.Variable(("time", "y", "x"), indexing.LazilyIndexedArray(array), attrs=attrs)
     return xr.DataArray(
         variable,
