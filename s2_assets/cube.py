@@ -151,7 +151,7 @@ def open_cube(
     Coordinates: ``time`` (sensing time, or the first day of a composite's month), ``y``
     and ``x`` (pixel centres, metres of the tile's UTM zone), ``spatial_ref`` (the CRS as
     WKT, CF-style, as rioxarray reads it); per time ``product`` (the L2A id or month) and
-    ``path``. Nothing is read until values are used: narrow with ``.sel``/``.isel`` first,
+    ``path`` (``path_<stat>`` for composites). Nothing is read until values are used: narrow with ``.sel``/``.isel`` first,
     as a whole tile is 10980 x 10980 pixels per date.
 
     Args:
@@ -202,8 +202,11 @@ def open_cube(
             f"no {name} {spec} composite of {tile} with {', '.join(statistics)} under "
             f"{composites_root(lib) / name / tile}"
         )
+    # Each statistic has its own files: their paths are ``path_<stat>`` coordinates.
     variables = {
-        s: open_stack([f for f in files if f.product in months], decode=True, name=s)
+        s: open_stack([f for f in files if f.product in months], decode=True, name=s).rename(
+            {"path": f"path_{s}"}
+        )
         for s, files in per_stat.items()
     }
     first_var = next(iter(variables.values()))

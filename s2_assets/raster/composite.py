@@ -44,7 +44,9 @@ COUNT_RAMP = "afmhot"
 INT16_MIN = np.iinfo(np.int16).min
 
 
-def round_half_away(numerator: NDArray[np.int64], denominator: NDArray[np.int64]) -> NDArray[Any]:
+def round_half_away(
+    numerator: NDArray[np.int64], denominator: NDArray[np.int64] | np.int64
+) -> NDArray[Any]:
     """``numerator / denominator`` rounded to the nearest integer, halves away from zero.
 
     Exact (integer arithmetic); ``denominator`` must be positive where the result is used

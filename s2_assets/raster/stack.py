@@ -76,7 +76,7 @@ def _describe(path: Path) -> tuple[Grid, _FileInfo]:
         raise RasterError(f"cannot open raster {path}: {exc}") from exc
 
 
-class _StackArray(BackendArray):  # type: ignore[misc]
+class _StackArray(BackendArray):
     """The (time, y, x) array xarray indexes lazily; reads happen in ``_read``."""
 
     def __init__(
