@@ -1,0 +1,173 @@
+"""End to end: a monthly composite materialized through the webserver, on its own deployment
+(PostgreSQL, dagster-webserver, dagster-daemon started by ``deploy/services.sh``).
+
+As an operator would: register a tile, backfill its catalogue and its products for January
+2022 (l1c -> l2a -> cloudmask -> ndvi), then backfill the ``composite`` months through
+GraphQL, and check the COGs against a numpy reference computed from the masked NDVI files.
+The deployment is this module's own, so the other e2e module's expectations are untouched.
+Run with ``.ci/e2e.sh`` (it sets ``S2_E2E=1``), only ever one e2e run at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+import rasterio
+
+from s2_assets.demo import DEMO_PRODUCTS, build_archive
+from s2_assets.products import ProductName
+from s2_assets.specs import DEFAULT_MASK_SPEC
+from s2_assets_tests.e2e.conftest import DATE_START, DEMO_SIZE, REPO, START_TIMEOUT_S, Deployment
+from s2_assets_tests.e2e.graphql import GraphQL
+from s2_assets_tests.e2e.postgres import PostgresServer, free_port, start_postgres
+from s2_assets_tests.raster.test_composite import reference
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("S2_E2E") != "1",
+    reason="end-to-end against PostgreSQL, webserver and daemon: run .ci/e2e.sh",
+)
+
+TILE = "40KCB"
+FIRST, LAST = "2022-01-20", "2022-02-04"  # 40KCB's demo acquisitions
+MONTHS = ("2022-01", "2022-02")
+TIMEOUT_S = 420
+
+
+@pytest.fixture(scope="module")
+def composite_postgres() -> Iterator[PostgresServer]:
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def composite_services(
+    tmp_path_factory: pytest.TempPathFactory, composite_postgres: PostgresServer
+) -> Iterator[Deployment]:
+    """A deployment of its own: Postgres storage, empty library, 40KCB's demo products."""
+    base = tmp_path_factory.mktemp("composites")
+    home, library, archive = base / "dagster_home", base / "library", base / "archive"
+    home.mkdir()
+    library.mkdir()
+    shutil.copyfile(REPO / "deploy" / "dagster.postgres.yaml", home / "dagster.yaml")
+    build_archive(archive, [p for p in DEMO_PRODUCTS if p.tile == TILE], size=DEMO_SIZE)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("S2_")}
+    env.update(composite_postgres.environment())
+    env.update(
+        {
+            "DAGSTER_HOME": str(home),
+            "S2_DATA_HOME": str(library),
+            "S2_ARCHIVE_ROOT": str(archive),
+            "S2_DATE_START": DATE_START,
+            "S2_WEBSERVER_PORT": str(free_port()),
+            "S2_VENV_BIN": str(Path(sys.executable).parent),
+            "S2_RUN_DIR": str(base / "services"),
+            "S2_START_TIMEOUT": str(START_TIMEOUT_S),
+        }
+    )
+    deployment = Deployment(home=home, library=library, archive=archive, env=env)
+    started = deployment.services("start")
+    try:
+        assert started.returncode == 0, f"services.sh start:\n{started.stdout}\n{started.stderr}"
+        yield deployment
+    finally:
+        stopped = deployment.services("stop")
+        assert stopped.returncode == 0, f"services.sh stop:\n{stopped.stdout}\n{stopped.stderr}"
+
+
+@pytest.fixture(scope="module")
+def composite_instance(composite_services: Deployment) -> Iterator[dg.DagsterInstance]:
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in composite_services.env.items():
+            if key.startswith("DAGSTER_PG_"):
+                patch.setenv(key, value)
+        with dg.DagsterInstance.from_config(str(composite_services.home)) as opened:
+            yield opened
+
+
+def test_a_composite_month_is_materialized_through_the_webserver(
+    composite_services: Deployment, composite_instance: dg.DagsterInstance
+) -> None:
+    api = GraphQL(composite_services.base_url)
+    api.wait_until_loaded(timeout_s=START_TIMEOUT_S)
+    api.add_tile(TILE)
+    # Only the backfills below run: no discovery, and no automatic composite in between.
+    api.stop_sensor("new_acquisitions_sensor")
+    api.stop_sensor("composite_automation_sensor")
+    in_process = {"execution": {"config": {"in_process": {}}}}
+    catalogue = api.launch_backfill(
+        {
+            "partitionsByAssets": [
+                {
+                    "assetKey": {"path": ["acquisitions"]},
+                    "partitions": {"ranges": [{"start": TILE, "end": TILE}]},
+                }
+            ],
+            "runConfigData": in_process,
+        }
+    )
+    api.wait_for_backfill(catalogue, TIMEOUT_S)
+    days = {"ranges": [{"start": f"{FIRST}|{TILE}", "end": f"{LAST}|{TILE}"}]}
+    products = api.launch_backfill(
+        {
+            "partitionsByAssets": [
+                {"assetKey": {"path": [name]}, "partitions": days}
+                for name in ("l1c", "l2a", "cloudmask", "ndvi")
+            ],
+            "runConfigData": in_process,
+        }
+    )
+    api.wait_for_backfill(products, TIMEOUT_S)
+    months = {"ranges": [{"start": f"{MONTHS[0]}|{TILE}", "end": f"{MONTHS[-1]}|{TILE}"}]}
+    composite = api.launch_backfill(
+        {
+            "partitionsByAssets": [{"assetKey": {"path": ["composite"]}, "partitions": months}],
+            "title": "e2e: composites",
+            "runConfigData": in_process,
+        }
+    )
+    runs = api.wait_for_backfill(composite, TIMEOUT_S)
+    assert api.backfill_status(composite) == "COMPLETED_SUCCESS"
+    assert [r["status"] for r in runs] == ["SUCCESS"]  # one ranged run for both months
+
+    data = composite_services.library / "data"
+    assert set(composite_instance.get_materialized_partitions(dg.AssetKey("composite"))) == {
+        f"{month}|{TILE}" for month in MONTHS
+    }
+    for month in MONTHS:
+        inputs = sorted(
+            p
+            for p in data.glob(f"INDICES/NDVI/{TILE}/*/*_NDVI_{DEFAULT_MASK_SPEC}.tif")
+            if ProductName.parse(p.parent.name).sensing.strftime("%Y-%m") == month
+        )
+        assert inputs, f"no masked NDVI in {month}"
+        layers = []
+        for path in inputs:
+            with rasterio.open(path) as src:
+                layers.append(src.read(1))
+        expected = reference(layers)
+        folder = data / "COMPOSITES" / "NDVI" / TILE / month
+        for stat in ("median", "mean", "count", "max"):
+            path = folder / f"{TILE}_{month}_NDVI_{DEFAULT_MASK_SPEC}_{stat.upper()}.tif"
+            with rasterio.open(path) as src:
+                np.testing.assert_array_equal(src.read(1), expected[stat], err_msg=str(path))
+        records = composite_instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey("composite"), asset_partitions=[f"{month}|{TILE}"]
+            ),
+            limit=1,
+        ).records
+        metadata = records[0].asset_materialization.metadata  # type: ignore[union-attr]
+        assert metadata["observations"].value == len(inputs)
+        listed = metadata["inputs"].value[f"NDVI {DEFAULT_MASK_SPEC}"]  # type: ignore[index]
+        assert [row["path"] for row in listed] == [str(p) for p in inputs]
+        assert "data:image/png;base64," in str(metadata["quicklook"].value)
