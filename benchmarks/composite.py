@@ -164,7 +164,11 @@ def main(argv: list[str] | None = None) -> int:
                  "--out", str(scratch)],
                 check=True, capture_output=True, text=True,
             )  # fmt: skip
-            result = {"size": args.size, "dates": args.dates, **json.loads(child.stdout.split("\n")[-2])}
+            result = {
+                "size": args.size,
+                "dates": args.dates,
+                **json.loads(child.stdout.split("\n")[-2]),
+            }
             results[step] = result
             if step == "composite":
                 floor = results["read_floor"]
