@@ -195,3 +195,20 @@ def test_new_indices_on_a_day_make_its_month_stale_and_requested() -> None:
     assert sorted(result.get_requested_partitions(month)) == ["2024-01|40KCB"]
     result = evaluate(result.cursor)
     assert result.total_requested == 0
+
+
+def test_the_governing_job_names_the_indices_and_masks(library: Library) -> None:
+    day = l2a_id(5)
+    put_index(library, day, np.full((8, 8), 100))
+    put_index(library, day, np.full((8, 8), 200), index="NBR")
+    library.jobs_dir.mkdir(parents=True)
+    (library.jobs_dir / "job_month.cfg").write_text(
+        "logs = False\ntiming = 0 3 * * 1\nprovider = archive\n\n"
+        "tile;date_min;date_max;max_clouds;provider;filter_max_pb;download;compute_l2a;"
+        "cloudmasks;indices;remove;comments\n"
+        f"{TILE};2024-01-01;2024-01-31;80;archive;True;l1c;False;{SPEC};NBR;;\n",
+        encoding="utf-8",
+    )
+    result = materialize(library, "2024-01|40KCB", dg.DagsterInstance.ephemeral())
+    (materialization,) = result.asset_materializations_for_node("composite")
+    assert list(materialization.metadata["composites"].value) == [f"NBR {SPEC}"]  # type: ignore[arg-type]
