@@ -45,7 +45,7 @@ INT16_MIN = np.iinfo(np.int16).min
 
 
 def round_half_away(
-    numerator: NDArray[np.int64], denominator: NDArray[np.int64] | np.int64
+    numerator: NDArray[np.integer], denominator: NDArray[np.integer] | np.integer
 ) -> NDArray[Any]:
     """``numerator / denominator`` rounded to the nearest integer, halves away from zero.
 
@@ -61,17 +61,53 @@ def count_dtype(times: int) -> str:
     return "uint8" if times <= 254 else "uint16"
 
 
-def _median_kernel(values: NDArray[np.int16], axis: int) -> NDArray[np.int16]:
-    # Stored nodata 32767 is above every valid value: sorted, the n observations come first.
-    ordered = np.sort(values, axis=axis)
-    count = np.count_nonzero(values != INDEX_NODATA, axis=axis)
-    low = np.expand_dims(np.maximum(count - 1, 0) // 2, axis)
-    high = np.expand_dims(count // 2, axis)
-    pair_sum = np.take_along_axis(ordered, low, axis).astype(np.int64) + np.take_along_axis(
-        ordered, np.minimum(high, values.shape[axis] - 1), axis
-    )
-    median = round_half_away(np.squeeze(pair_sum, axis), np.int64(2))
-    return np.where(count > 0, median, INDEX_NODATA).astype(np.int16)
+def _kernel(values: NDArray[np.int16], statistics: Sequence[str]) -> tuple[NDArray[Any], ...]:
+    """The statistics of ``values`` (time on the last axis, as ``xr.apply_ufunc`` gives it).
+
+    One sort along time, then passes over 2-D planes only: stored nodata 32767 is above
+    every valid value, so after sorting a pixel's ``n`` observations come first, its
+    maximum is at ``n - 1``, its middle pair at ``(n - 1) // 2`` and ``n // 2``, and its
+    sum is the plain sum minus 32767 per missing observation.
+    """
+    stack = np.moveaxis(values, -1, 0)  # back to (time, y, x): the strip's own layout
+    times = stack.shape[0]
+    # int32 holds any sum of up to 65535 int16 values; past 254 times the rounding's
+    # doubled sums need int64.
+    wide = np.int32 if times <= 254 else np.int64
+    ordered = np.sort(stack, axis=0) if {"median", "max"} & set(statistics) else stack
+    count = np.zeros(stack.shape[1:], dtype=wide)
+    for plane in stack:
+        count += plane != INDEX_NODATA
+    seen = count > 0
+    out: list[NDArray[Any]] = []
+    for name in statistics:
+        if name == "count":
+            out.append(count)
+        elif name == "max":
+            out.append(_pick(ordered, count - 1, seen))
+        elif name == "mean":
+            total = np.zeros(stack.shape[1:], dtype=wide)
+            for plane in stack:
+                total += plane
+            total -= (times - count) * wide(INDEX_NODATA)
+            mean = round_half_away(total, np.where(seen, count, 1))
+            out.append(np.where(seen, mean, INDEX_NODATA).astype(np.int16))
+        else:  # median
+            low = _pick(ordered, (count - 1) // 2, seen).astype(wide)
+            pair = low + _pick(ordered, count // 2, seen)
+            median = round_half_away(pair, wide(2))
+            out.append(np.where(seen, median, INDEX_NODATA).astype(np.int16))
+    return tuple(out)
+
+
+def _pick(
+    ordered: NDArray[np.int16], position: NDArray[np.integer], seen: NDArray[np.bool_]
+) -> NDArray[np.int16]:
+    """Per pixel, ``ordered[position]`` (32767 where not ``seen``), one plane at a time."""
+    picked = np.full(ordered.shape[1:], INDEX_NODATA, dtype=np.int16)
+    for t, plane in enumerate(ordered):
+        np.copyto(picked, plane, where=seen & (position == t))
+    return picked
 
 
 def reduce_strip(
@@ -82,25 +118,23 @@ def reduce_strip(
     Returns int16 arrays (32767 where no observation) for median, mean and max, and the
     count as int64 (the caller picks its stored type).
     """
-    valid = block != INDEX_NODATA
-    count = valid.sum("time", dtype=np.int64)
-    seen = count > 0
-    out: dict[str, xr.DataArray] = {}
-    for name in statistics:
-        if name == "count":
-            out[name] = count
-        elif name == "max":
-            highest = block.where(valid, np.int16(INT16_MIN)).max("time")
-            out[name] = highest.where(seen, np.int16(INDEX_NODATA)).astype(np.int16)
-        elif name == "mean":
-            total = block.where(valid, np.int16(0)).sum("time", dtype=np.int64)
-            rounded = xr.apply_ufunc(round_half_away, total, count.where(seen, 1))
-            out[name] = rounded.where(seen, INDEX_NODATA).astype(np.int16)
-        elif name == "median":
-            out[name] = block.reduce(_median_kernel, dim="time")
-        else:
-            raise RasterError(f"unknown statistic {name!r}; valid: {', '.join(STATISTICS)}")
-    return out
+    unknown = sorted(set(statistics) - set(STATISTICS))
+    if unknown:
+        raise RasterError(f"unknown statistic {unknown[0]!r}; valid: {', '.join(STATISTICS)}")
+    wanted = tuple(statistics)
+    if len(wanted) == 1:  # apply_ufunc wants one array back, not a tuple of one
+        single = xr.apply_ufunc(
+            lambda values: _kernel(values, wanted)[0], block, input_core_dims=[["time"]]
+        )
+        return {wanted[0]: single}
+    results = xr.apply_ufunc(
+        _kernel,
+        block,
+        kwargs={"statistics": wanted},
+        input_core_dims=[["time"]],
+        output_core_dims=[[] for _ in wanted],
+    )
+    return dict(zip(wanted, results, strict=True))
 
 
 def strip_rows(times: int, width: int, *, budget: int = STRIP_BUDGET_BYTES) -> int:

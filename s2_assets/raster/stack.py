@@ -102,37 +102,40 @@ class _StackArray(BackendArray):
         if out.size:
             with gdal_env():
                 for slot, t in enumerate(picked):
-                    out[slot] = self._read_file(t, row_range, col_range)
+                    self._read_file(t, row_range, col_range, out[slot])
         # Integer keys drop their axis, as numpy does.
         drop = tuple(i for i, k in enumerate(key) if not isinstance(k, slice))
         return out.squeeze(axis=drop) if drop else out
 
-    def _read_file(self, t: int, rows: range, cols: range) -> NDArray[Any]:
-        # One window covering the rows and columns asked for, then their step (if any).
+    def _read_file(self, t: int, rows: range, cols: range, out: NDArray[Any]) -> None:
+        """Read file ``t``'s ``rows`` x ``cols`` into ``out``: one window covering them,
+        then their step (if any)."""
         top, left = min(rows), min(cols)
         window = Window(left, top, max(cols) - left + 1, max(rows) - top + 1)
         path, info = self.paths[t], self.infos[t]
+        plain = rows.step == 1 and cols.step == 1 and not self.decode
         try:
             with rasterio.open(path, OVERVIEW_LEVEL="NONE") as dataset:
-                values = dataset.read(1, window=window)
+                # The common case (a strip of stored values) is read in place, no copy.
+                values = dataset.read(1, window=window, out=out if plain else None)
         except RasterioError as exc:
             raise RasterError(f"cannot read {window} of {path}: {exc}") from exc
-        values = values[:: abs(rows.step) or 1, :: abs(cols.step) or 1]
+        values = values[:: abs(rows.step), :: abs(cols.step)]
         if rows.step < 0:
             values = values[::-1]
         if cols.step < 0:
             values = values[:, ::-1]
-        if info.nodata is None and info.dtype != "int16":
-            missing = np.zeros(values.shape, dtype=bool)
-        else:
-            missing = values == (INDEX_NODATA if info.nodata is None else info.nodata)
+        nodata = INDEX_NODATA if info.nodata is None and info.dtype == "int16" else info.nodata
         if self.decode:
             decoded = values.astype(np.float32) * np.float32(info.scale)
-            decoded[missing] = np.nan
-            return decoded
-        if info.dtype == "int16" and info.nodata is not None and info.nodata != INDEX_NODATA:
-            values = np.where(missing, np.int16(INDEX_NODATA), values)
-        return values
+            if nodata is not None:
+                decoded[values == nodata] = np.nan
+            out[...] = decoded
+            return
+        if not plain:
+            out[...] = values
+        if info.dtype == "int16" and nodata is not None and nodata != INDEX_NODATA:
+            out[out == nodata] = INDEX_NODATA
 
 
 def open_stack(files: Sequence[StackFile], *, decode: bool = False, name: str = "") -> xr.DataArray:
