@@ -93,8 +93,8 @@ def _kernel(values: NDArray[np.int16], statistics: Sequence[str]) -> tuple[NDArr
             mean = round_half_away(total, np.where(seen, count, 1))
             out.append(np.where(seen, mean, INDEX_NODATA).astype(np.int16))
         else:  # median
-            low = _pick(ordered, (count - 1) // 2, seen).astype(wide)
-            pair = low + _pick(ordered, count // 2, seen)
+            pair: NDArray[np.integer] = _pick(ordered, (count - 1) // 2, seen).astype(wide)
+            pair += _pick(ordered, count // 2, seen)
             median = round_half_away(pair, wide(2))
             out.append(np.where(seen, median, INDEX_NODATA).astype(np.int16))
     return tuple(out)
