@@ -116,7 +116,10 @@ def reduce_strip(
     """The statistics of one ``(time, y, x)`` block of stored values (32767 = no data).
 
     Returns int16 arrays (32767 where no observation) for median, mean and max, and the
-    count as int64 (the caller picks its stored type).
+    count as int32 (int64 past 254 times; the caller picks its stored type).
+
+    Raises:
+        RasterError: an unknown statistic name.
     """
     unknown = sorted(set(statistics) - set(STATISTICS))
     if unknown:

@@ -2,8 +2,8 @@
 (PostgreSQL, dagster-webserver, dagster-daemon started by ``deploy/services.sh``).
 
 As an operator would: register a tile, backfill its catalogue and its products for January
-2022 (l1c -> l2a -> cloudmask -> ndvi), then backfill the ``composite`` months through
-GraphQL, and check the COGs against a numpy reference computed from the masked NDVI files.
+2022 (l1c -> l2a -> cloudmask -> ndvi) and the ``composite`` months in one backfill launched
+through GraphQL, and check the COGs against a numpy reference computed from the masked NDVI files.
 The deployment is this module's own, so the other e2e module's expectations are untouched.
 Run with ``.ci/e2e.sh`` (it sets ``S2_E2E=1``), only ever one e2e run at a time.
 """
@@ -103,41 +103,35 @@ def test_a_composite_month_is_materialized_through_the_webserver(
     # Only the backfills below run: no discovery, and no automatic composite in between.
     api.stop_sensor("new_acquisitions_sensor")
     api.stop_sensor("composite_automation_sensor")
-    in_process = {"execution": {"config": {"in_process": {}}}}
-    catalogue = api.launch_backfill(
+    # One backfill, as the UI's Materialize dialog launches it for an asset selection: the
+    # catalogue (tile), the products of January (tile x day) and the composite months (tile x
+    # month). The daemon orders them by their dependencies: a month runs after its days.
+    days = {"ranges": [{"start": f"{FIRST}|{TILE}", "end": f"{LAST}|{TILE}"}]}
+    months = {"ranges": [{"start": f"{MONTHS[0]}|{TILE}", "end": f"{MONTHS[-1]}|{TILE}"}]}
+    backfill = api.launch_backfill(
         {
             "partitionsByAssets": [
                 {
                     "assetKey": {"path": ["acquisitions"]},
                     "partitions": {"ranges": [{"start": TILE, "end": TILE}]},
-                }
+                },
+                *(
+                    {"assetKey": {"path": [name]}, "partitions": days}
+                    for name in ("l1c", "l2a", "cloudmask", "ndvi")
+                ),
+                {"assetKey": {"path": ["composite"]}, "partitions": months},
             ],
-            "runConfigData": in_process,
-        }
-    )
-    api.wait_for_backfill(catalogue, TIMEOUT_S)
-    days = {"ranges": [{"start": f"{FIRST}|{TILE}", "end": f"{LAST}|{TILE}"}]}
-    products = api.launch_backfill(
-        {
-            "partitionsByAssets": [
-                {"assetKey": {"path": [name]}, "partitions": days}
-                for name in ("l1c", "l2a", "cloudmask", "ndvi")
-            ],
-            "runConfigData": in_process,
-        }
-    )
-    api.wait_for_backfill(products, TIMEOUT_S)
-    months = {"ranges": [{"start": f"{MONTHS[0]}|{TILE}", "end": f"{MONTHS[-1]}|{TILE}"}]}
-    composite = api.launch_backfill(
-        {
-            "partitionsByAssets": [{"assetKey": {"path": ["composite"]}, "partitions": months}],
             "title": "e2e: composites",
-            "runConfigData": in_process,
+            "runConfigData": {"execution": {"config": {"in_process": {}}}},
         }
     )
-    runs = api.wait_for_backfill(composite, TIMEOUT_S)
-    assert api.backfill_status(composite) == "COMPLETED_SUCCESS"
-    assert [r["status"] for r in runs] == ["SUCCESS"]  # one ranged run for both months
+    runs = api.wait_for_backfill(backfill, TIMEOUT_S)
+    assert api.backfill_status(backfill) == "COMPLETED_SUCCESS"
+    composite_runs = [
+        r for r in runs if {p["path"][0] for p in r["assetSelection"]} == {"composite"}
+    ]
+    # Both months in one ranged run (BackfillPolicy.single_run), after the products.
+    assert [r["status"] for r in composite_runs] == ["SUCCESS"]
 
     data = composite_services.library / "data"
     assert set(composite_instance.get_materialized_partitions(dg.AssetKey("composite"))) == {
