@@ -31,7 +31,7 @@ import numpy as np
 import xarray as xr
 from numpy.typing import NDArray
 
-from s2_assets.raster.io import COG_BLOCK, OutputFormat
+from s2_assets.raster.io import COG_BLOCK, OutputFormat, gdal_env
 from s2_assets.raster.outputs import OutputFile
 from s2_assets.raster.stack import StackFile, open_stack, stack_grid
 from s2_assets.raster.strips import strips
@@ -202,7 +202,9 @@ def compute_composite(request: CompositeRequest, *, rows: int | None = None) -> 
     counts = count_dtype(times)
     count_nodata = int(np.iinfo(np.dtype(counts)).max)
     output = OutputFormat(fmt="tif", overview_resampling="NEAREST")
-    with _outputs() as files:
+    # gdal_env bounds GDAL's block cache for the reads, the strip writes and the final
+    # COG encoding (GDAL's default would be 5 % of the machine's memory).
+    with gdal_env(), _outputs() as files:
         for stat in request.statistics:
             is_count = stat == "count"
             files.append(
