@@ -85,6 +85,8 @@ def backfills(graphql: GraphQL) -> Backfills:
     for tile in DEMO_TILES:
         graphql.add_tile(tile)
     graphql.stop_sensor("new_acquisitions_sensor")
+    # Composites have their own e2e module; here they would add runs after the products.
+    graphql.stop_sensor("composite_automation_sensor")
     catalogue_id = graphql.launch_backfill(
         {
             "partitionsByAssets": [
