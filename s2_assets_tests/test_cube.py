@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import dagster as dg
 import numpy as np
 import pytest
@@ -37,6 +39,10 @@ def test_masked_files_open_as_a_lazy_decoded_cube(library: Library) -> None:
     monthly = ndvi.resample(time="1MS").mean()
     np.testing.assert_allclose(monthly.isel(x=0, y=0).values, [0.1, 0.3], rtol=1e-6)
     np.testing.assert_allclose(monthly.isel(x=1, y=0).values, [0.15, 0.3], rtol=1e-6)
+    later = open_cube(TILE, "NDVI", mask=SPEC, first=date(2024, 1, 4), library=library)
+    assert list(later["product"].values) == [l2a_id(20), l2a_id(4, 2)]
+    january = open_cube(TILE, "NDVI", mask=SPEC, last=date(2024, 1, 31), library=library)
+    assert january.sizes["time"] == 2
     raw = open_cube(TILE, "NDVI", mask=None, library=library)["NDVI"]
     assert float(raw[1, 0, 0]) == pytest.approx(0.1234)  # the raw index is not masked
     assert layers
@@ -55,6 +61,10 @@ def test_composites_open_as_one_variable_per_statistic(library: Library) -> None
     np.testing.assert_allclose(cube["median"].isel(x=1, y=0).values, [0.15, 0.3], rtol=1e-6)
     with rasterio.open(cube["median"]["path_median"].values[0]) as src:
         assert src.crs == CRS
+    february = open_cube(
+        TILE, "NDVI", mask=SPEC, composites=True, first=date(2024, 2, 1), library=library
+    )
+    assert february.sizes["time"] == 1
     only = open_cube(TILE, "NDVI", mask=SPEC, composites=True, statistics=("max",), library=library)
     assert list(only.data_vars) == ["max"]
 
