@@ -183,6 +183,12 @@ def test_new_indices_on_a_day_make_its_month_stale_and_requested() -> None:
     new_ndvi("2024-02-10")
     result = evaluate(result.cursor)
     assert sorted(result.get_requested_partitions(month)) == ["2024-01|40KCB", "2024-02|40KCB"]
+    # What the UI's Automation tab shows: the labelled condition, true for the stale months.
+    (top,) = [r for r in result.results if r.key == month]
+    assert top.condition.get_label() == "composite of a stale month"
+    stale = top.child_results[0]
+    assert stale.condition.get_label() == "stale: a day of the month has new indices"
+    assert stale.true_subset.size == 2
     result = evaluate(result.cursor)  # requested once, not again
     assert result.total_requested == 0
     # The composite finishes and, before the next evaluation, a day of its month gets new
