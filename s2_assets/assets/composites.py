@@ -59,14 +59,19 @@ def composite_automation_condition() -> dg.AutomationCondition:
 
     Not Dagster's ``eager()``: it requires ``~any_deps_missing``, which never holds here
     (days without an acquisition are never materialized), and only looks at the latest
-    month. The stale flag is cleared when the month is *requested*, not when it is
-    updated: a day that gets new indices while the month's composite is running keeps the
-    month stale, and it is requested again once that run is over (clearing on update
-    would lose that day).
+    month. The stale flag is cleared when the month is requested, or updated while none of
+    its days changed: a day that gets new indices while the month's composite is running
+    keeps the month stale, and it is requested again once that run is over (clearing on
+    any update would lose that day). ``in_progress`` covers backfills too, so a backfill
+    that composites the month itself is not doubled.
     """
-    stale = dg.AutomationCondition.any_deps_updated().since(
-        dg.AutomationCondition.newly_requested()
+    updated = dg.AutomationCondition.any_deps_updated()
+    # Cleared when requested here, or when updated by another run (a backfill, the planner)
+    # in an evaluation in which none of its days changed.
+    handled = dg.AutomationCondition.newly_requested() | (
+        dg.AutomationCondition.newly_updated() & ~updated
     )
+    stale = updated.since(handled)
     return (
         stale.with_label("stale: a day of the month has new indices")
         & ~dg.AutomationCondition.any_deps_in_progress()
