@@ -1,4 +1,4 @@
-"""A static STAC catalogue of the library, so QGIS, odc-stac and stackstac open it directly.
+"""A static STAC catalogue of the library, so QGIS, odc-stac and stackstac open it.
 
 Layout (pystac's default, relative links, asset hrefs relative to each item)::
 
@@ -9,9 +9,11 @@ Layout (pystac's default, relative links, asset hrefs relative to each item)::
 Collections: ``l2a`` (one item per L2A SAFE, one asset per image it lists), ``cloudmasks``
 (one item per L2A with masks, one asset per mask file and side product) and one per index
 (``ndvi`` …: one item per L2A, the raw index and one asset per masked variant). Items carry
-the sensing time, the MGRS tile (mgrs extension), ``eo:cloud_cover`` when the L2A metadata is
-readable, and the projection extension: ``proj:code`` on the item, ``proj:shape`` and
-``proj:transform`` on every raster asset, read from the file's own header.
+the acquisition time (:func:`s2_assets.products.acquisition_time`), the MGRS tile (mgrs
+extension), ``eo:cloud_cover`` when the L2A metadata is readable, ``proj:code`` (projection
+v2.0.0), and every raster asset its grid and ``raster:bands`` (:mod:`s2_assets.stac_raster`).
+A second catalogue, ``data/STAC_ABSOLUTE``, has absolute asset hrefs and ``proj:epsg`` for
+loaders that need them (stackstac 0.5).
 
 The whole catalogue is written into a hidden sibling folder and renamed into place: readers
 see the previous catalogue or the new one, never a mix. Pure: no Dagster.
@@ -20,7 +22,6 @@ see the previous catalogue or the new one, never a mix. Pure: no Dagster.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import os
 import re
@@ -28,22 +29,38 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pystac
-import rasterio
 from pystac.extensions.eo import EOExtension
 from pystac.extensions.mgrs import MgrsExtension
 from pystac.extensions.projection import ProjectionExtension
-from rasterio.errors import RasterioError
-from rasterio.warp import transform_geom
 
 from s2_assets.errors import ProductNameError, S2AssetsError
 from s2_assets.library import Library
-from s2_assets.products import ProductMetadata, ProductName, metadata_path, read_metadata
+from s2_assets.products import (
+    ProductMetadata,
+    ProductName,
+    acquisition_time,
+    metadata_path,
+    read_metadata,
+)
 from s2_assets.specs import INDEX_NAMES, parse_mask_spec
+from s2_assets.stac_raster import (
+    MEDIA,
+    RASTER_EXTENSION,
+    BandValues,
+    CatalogError,
+    RasterInfo,
+    footprint,
+    index_values,
+    raster_asset,
+    read_raster_info,
+    safe_values,
+)
+
+__all__ = ["CatalogError", "RasterInfo", "catalog_dir", "read_raster_info", "write_catalog"]
 
 CATALOG_ID = "s2_assets"
 MASK_COLLECTION = "cloudmasks"
@@ -52,9 +69,6 @@ SIDE_PRODUCTS = {"MSK_CLDPRB_20m.jp2": "cloud_probability"}
 _SCL_SIDE_RE = re.compile(r"^T\d{2}[A-Z]{3}_\d{8}T\d{6}_SCL_20m\.jp2$")
 # Headers of the files catalogued, by path, with their size and mtime: not a STAC document.
 HEADER_CACHE = "headers.cache"
-_MEDIA = {".tif": pystac.MediaType.COG, ".jp2": pystac.MediaType.JPEG2000}
-# Points per footprint edge: UTM edges are curved in longitude/latitude near the poles.
-_EDGE_POINTS = 8
 
 
 def _read_headers(path: Path) -> dict[str, Any]:
@@ -64,34 +78,6 @@ def _read_headers(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return known if isinstance(known, dict) else {}
-
-
-class CatalogError(S2AssetsError):
-    """The STAC catalogue could not be built or written."""
-
-
-@dataclass(frozen=True)
-class RasterInfo:
-    """What an item needs from a raster header."""
-
-    epsg: int | None
-    shape: tuple[int, int]
-    transform: tuple[float, ...]
-    bounds: tuple[float, float, float, float]
-    dtype: str
-    nodata: float | None
-
-    @classmethod
-    def from_json(cls, value: dict[str, Any]) -> RasterInfo:
-        """Back from ``dataclasses.asdict`` through JSON (tuples come back as lists)."""
-        return cls(
-            epsg=value["epsg"],
-            shape=(int(value["shape"][0]), int(value["shape"][1])),
-            transform=tuple(float(v) for v in value["transform"]),
-            bounds=tuple(float(v) for v in value["bounds"]),  # type: ignore[arg-type]
-            dtype=str(value["dtype"]),
-            nodata=value["nodata"],
-        )
 
 
 @dataclass
@@ -104,79 +90,15 @@ class CatalogSummary:
     skipped: list[str] = field(default_factory=list)
 
 
-def catalog_dir(library: Library) -> Path:
-    """``<root>/data/STAC``: where the catalogue lives."""
-    return library.root / "data" / "STAC"
-
-
-def read_raster_info(path: Path) -> RasterInfo:
-    """Grid, data type and nodata of a raster, from its header only.
-
-    Raises:
-        CatalogError: naming the file when it cannot be opened.
-    """
-    try:
-        with rasterio.open(path) as src:
-            epsg = src.crs.to_epsg() if src.crs is not None else None
-            return RasterInfo(
-                epsg=epsg,
-                shape=(int(src.height), int(src.width)),
-                transform=tuple(float(v) for v in tuple(src.transform)[:6]),
-                bounds=tuple(float(v) for v in src.bounds),  # type: ignore[arg-type]
-                dtype=str(src.dtypes[0]),
-                nodata=None if src.nodata is None else float(src.nodata),
-            )
-    except RasterioError as exc:
-        raise CatalogError(f"cannot read the header of {path}: {exc}") from exc
-
-
-def footprint(info: RasterInfo) -> dict[str, Any]:
-    """The raster's extent as a WGS84 GeoJSON polygon (edges densified)."""
-    left, bottom, right, top = info.bounds
-    corners = [(left, top), (right, top), (right, bottom), (left, bottom), (left, top)]
-    ring: list[tuple[float, float]] = []
-    for (x0, y0), (x1, y1) in itertools.pairwise(corners):
-        ring += [
-            (x0 + (x1 - x0) * k / _EDGE_POINTS, y0 + (y1 - y0) * k / _EDGE_POINTS)
-            for k in range(_EDGE_POINTS)
-        ]
-    ring.append(corners[0])
-    polygon = {"type": "Polygon", "coordinates": [ring]}
-    if info.epsg == 4326:
-        return polygon
-    if info.epsg is None:
-        raise CatalogError("a raster without a CRS cannot be placed on the map")
-    return dict(transform_geom(f"EPSG:{info.epsg}", "EPSG:4326", polygon, precision=7))
+def catalog_dir(library: Library, *, absolute: bool = False) -> Path:
+    """``<root>/data/STAC`` (relative hrefs), or ``<root>/data/STAC_ABSOLUTE``."""
+    return library.root / "data" / ("STAC_ABSOLUTE" if absolute else "STAC")
 
 
 def _bbox(geometry: dict[str, Any]) -> list[float]:
     xs = [p[0] for p in geometry["coordinates"][0]]
     ys = [p[1] for p in geometry["coordinates"][0]]
     return [min(xs), min(ys), max(xs), max(ys)]
-
-
-def _raster_asset(
-    path: Path, info: RasterInfo, *, title: str, roles: list[str], nodata: float | None = None
-) -> pystac.Asset:
-    """A raster asset; ``nodata`` stands in when the header declares none."""
-    nodata = info.nodata if info.nodata is not None else nodata
-    asset = pystac.Asset(
-        href=str(path),
-        media_type=_MEDIA.get(path.suffix.lower(), pystac.MediaType.GEOTIFF),
-        title=title,
-        roles=roles,
-        # STAC 1.1 common metadata: what a loader needs to mask no data.
-        extra_fields={"data_type": info.dtype}
-        | ({"nodata": _number(nodata)} if nodata is not None else {}),
-    )
-    projection = ProjectionExtension.ext(asset)
-    projection.shape = list(info.shape)
-    projection.transform = list(info.transform)
-    return asset
-
-
-def _number(value: float) -> int | float:
-    return int(value) if float(value).is_integer() else value
 
 
 SuffixRule = Callable[[str, str], str | None]
@@ -200,9 +122,11 @@ class _Builder:
         stat = path.stat()
         stamp = [stat.st_size, stat.st_mtime_ns]
         cached = self._known.get(str(path))
-        if cached is not None and cached[0] == stamp:
-            info = RasterInfo.from_json(cached[1])
-        else:
+        try:
+            info = RasterInfo.from_json(cached[1]) if cached and cached[0] == stamp else None
+        except KeyError:
+            info = None  # cached by an older build that read fewer fields
+        if info is None:
             try:
                 info = read_raster_info(path)
             except CatalogError as exc:
@@ -229,13 +153,13 @@ class _Builder:
             self.skipped.append(f"{item_id}: {exc}")
             return None
         metadata = self.l2a_metadata(l2a)
-        sensing: datetime = (metadata.sensing_start if metadata else None) or l2a.sensing
         tile = l2a.tile or ""
         item = pystac.Item(
             id=item_id,
             geometry=geometry,
             bbox=_bbox(geometry),
-            datetime=sensing,
+            # The one acquisition time of every output (the time series' dates too).
+            datetime=acquisition_time(l2a),
             properties={
                 "platform": f"sentinel-2{l2a.mission[2:].lower()}",
                 "constellation": "sentinel-2",
@@ -249,6 +173,7 @@ class _Builder:
             latitude_band=tile[2], grid_square=tile[3:], utm_zone=int(tile[:2])
         )
         ProjectionExtension.ext(item, add_if_missing=True).apply(epsg=grid.epsg)
+        item.stac_extensions.append(RASTER_EXTENSION)
         if metadata is not None and metadata.cloud_cover is not None:
             EOExtension.ext(item, add_if_missing=True).cloud_cover = metadata.cloud_cover
         self.items.setdefault(collection, []).append(item)
@@ -271,10 +196,17 @@ class _Builder:
                     continue
                 grids[key] = info
                 roles = ["visual"] if key.startswith("TCI") else ["data"]
-                # The SAFE's JPEG2000 declare no nodata; its metadata says 0 (NODATA special
-                # value) for every image but the cloud probability, where 0 is 0 %.
-                nodata = None if key.startswith("MSK_") else 0
-                assets[key] = _raster_asset(path, info, title=key, roles=roles, nodata=nodata)
+                # The SAFE's JPEG2000 declare no nodata, scale or offset: its metadata says
+                # 0 is no data (NODATA special value) for every image but the cloud
+                # probability, where 0 is 0 %, and gives reflectances' scale and offset.
+                values = safe_values(
+                    key,
+                    quantification=metadata.quantification,
+                    add_offset=metadata.offset(key.split("_")[0]),
+                )
+                assets[key] = raster_asset(
+                    str(path), info, title=key, roles=roles, values=values
+                )
             if not grids:
                 self.skipped.append(f"{product.path}: no readable image")
                 continue
@@ -294,7 +226,9 @@ class _Builder:
                 ),
             )
 
-    def add_derived(self, collection: str, tile_dir: Path, key_of: SuffixRule) -> None:
+    def add_derived(
+        self, collection: str, tile_dir: Path, key_of: SuffixRule, *, index: bool
+    ) -> None:
         """Items for the product folders under ``tile_dir`` (masks, or one index)."""
         for product_dir in sorted(p for p in tile_dir.iterdir() if p.is_dir()):
             try:
@@ -316,7 +250,10 @@ class _Builder:
                 continue
             for key, path in files:
                 if key in infos:
-                    item.add_asset(key, _raster_asset(path, infos[key], title=key, roles=["data"]))
+                    info = infos[key]
+                    values = index_values(info) if index else BandValues(unit=_unit(key))
+                    asset = raster_asset(str(path), info, title=key, roles=["data"], values=values)
+                    item.add_asset(key, asset)
 
 
 def _band_key(image_entry: str) -> str:
@@ -324,6 +261,11 @@ def _band_key(image_entry: str) -> str:
     stem = Path(image_entry).name
     parts = stem.split("_")
     return "_".join(parts[2:]) if len(parts) > 2 else stem
+
+
+def _unit(key: str) -> str | None:
+    """The unit of a cloud-mask folder's file: the cloud probability is in %."""
+    return "%" if key == SIDE_PRODUCTS["MSK_CLDPRB_20m.jp2"] else None
 
 
 def mask_asset_key(l2a_id: str, filename: str) -> str | None:
@@ -340,7 +282,7 @@ def index_asset_key(index: str) -> SuffixRule:
 
     def rule(l2a_id: str, filename: str) -> str | None:
         stem, suffix = os.path.splitext(filename)
-        if suffix not in _MEDIA or filename.startswith("."):
+        if suffix not in MEDIA or filename.startswith("."):
             return None
         if stem == f"{l2a_id}_{index}":
             return index
@@ -353,7 +295,7 @@ def index_asset_key(index: str) -> SuffixRule:
 def _spec_of(l2a_id: str, filename: str, *, prefix: str) -> str | None:
     stem, suffix = os.path.splitext(filename)
     head = f"{l2a_id}_{prefix}"
-    if suffix not in _MEDIA or filename.startswith(".") or not stem.startswith(head):
+    if suffix not in MEDIA or filename.startswith(".") or not stem.startswith(head):
         return None
     try:
         return str(parse_mask_spec(stem[len(head) :]))
@@ -379,14 +321,15 @@ def build_catalog(
     for tile in library.tiles("L2A"):
         builder.add_l2a(tile)
     for tile in _subdirs(mask_root):
-        builder.add_derived(MASK_COLLECTION, mask_root / tile, mask_asset_key)
+        builder.add_derived(MASK_COLLECTION, mask_root / tile, mask_asset_key, index=False)
     for index in INDEX_NAMES:
         root = _index_root(library, index)
         for tile in _subdirs(root):
-            builder.add_derived(index.lower(), root / tile, index_asset_key(index))
+            builder.add_derived(index.lower(), root / tile, index_asset_key(index), index=True)
     catalog = pystac.Catalog(
         id=CATALOG_ID,
-        description=f"Sentinel-2 L2A products, cloud masks and indices of {library.root}",
+        # No machine path here: the catalogue moves with the library.
+        description="Sentinel-2 L2A products, cloud masks and spectral indices of one library",
         catalog_type=pystac.CatalogType.SELF_CONTAINED,
     )
     for collection_id, items in builder.items.items():
@@ -418,13 +361,39 @@ def _objects(catalog: pystac.Catalog) -> Iterator[pystac.STACObject]:
         yield from child.get_items()
 
 
-def write_catalog(library: Library) -> CatalogSummary:
-    """Build the library's catalogue and publish it as ``<root>/data/STAC`` in one rename.
+PROJECTION_V2 = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+PROJECTION_V1_1 = "https://stac-extensions.github.io/projection/v1.1.0/schema.json"
+
+
+def with_epsg(document: dict[str, Any]) -> dict[str, Any]:
+    """An item for loaders that read ``proj:epsg`` (stackstac 0.5): projection v1.1.0's
+    ``proj:epsg`` in place of v2.0.0's ``proj:code``. No projection schema allows both in
+    one document (v1.1.0 lacks ``proj:code``, v2.0.0 removed ``proj:epsg``)."""
+    document["stac_extensions"] = [
+        PROJECTION_V1_1 if uri == PROJECTION_V2 else uri for uri in document["stac_extensions"]
+    ]
+    for fields in (document["properties"], *document["assets"].values()):
+        code = fields.pop("proj:code", None)
+        if code is not None:
+            authority, _, number = str(code).partition(":")
+            if authority != "EPSG":
+                raise CatalogError(f"{document['id']}: CRS {code} has no EPSG code")
+            fields["proj:epsg"] = int(number)
+    return document
+
+
+def write_catalog(library: Library, *, absolute: bool = False) -> CatalogSummary:
+    """Build the library's catalogue and publish it in one rename.
+
+    By default as ``<root>/data/STAC``: asset hrefs relative to each item, so the catalogue
+    moves with the library, and ``proj:code`` (projection v2.0.0). With ``absolute`` as
+    ``<root>/data/STAC_ABSOLUTE`` for loaders that need absolute asset hrefs and
+    ``proj:epsg`` (stackstac): absolute hrefs, ``proj:epsg`` (projection v1.1.0).
 
     Raises:
         CatalogError: a raster header is unreadable; the previous catalogue is kept.
     """
-    final = catalog_dir(library)
+    final = catalog_dir(library, absolute=absolute)
     catalog, builder = build_catalog(library, _read_headers(final / HEADER_CACHE))
     catalog.normalize_hrefs(str(final))
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -437,14 +406,18 @@ def write_catalog(library: Library) -> CatalogSummary:
             assert self_href is not None  # set by normalize_hrefs
             here = Path(self_href).parent
             if isinstance(obj, pystac.Item):
-                for asset in obj.assets.values():
-                    asset.href = os.path.relpath(asset.href, here)
+                if not absolute:
+                    for asset in obj.assets.values():
+                        asset.href = os.path.relpath(asset.href, here)
                 summary.assets += len(obj.assets)
                 collection_id = obj.collection_id or ""
                 summary.items[collection_id] = summary.items.get(collection_id, 0) + 1
             target = staged / Path(self_href).relative_to(final)
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(json.dumps(obj.to_dict(include_self_link=False)))
+            document = obj.to_dict(include_self_link=False)
+            if absolute and isinstance(obj, pystac.Item):
+                document = with_epsg(document)
+            target.write_text(json.dumps(document))
         os.chmod(staged, 0o755)
         library.publish(staged, final)
     finally:

@@ -198,6 +198,17 @@ class ProductName:
         return replace(self, level=level, legacy_name=legacy)
 
 
+def acquisition_time(name: ProductName) -> datetime:
+    """THE time of an acquisition in every output (STAC ``datetime``, time-series ``date``,
+    NetCDF ``time``): the sensing start in the product name, UTC, whole seconds.
+
+    Chosen over the metadata's millisecond ``PRODUCT_START_TIME`` because the name is there
+    even after a remove rule deleted the SAFE, and is the same for the L1C, the L2A and
+    everything derived from them, so outputs join on it without flooring.
+    """
+    return name.sensing
+
+
 def _parse_stamp(stamp: str, name: str) -> datetime:
     try:
         return datetime.strptime(stamp, _STAMP).replace(tzinfo=UTC)

@@ -27,17 +27,30 @@ from s2_assets.specs import DEFAULT_MASK_SPEC, INDEX_NAMES, parse_index_name, pa
 MAX_PREVIEWS = 3  # inline plots per partition: a few tens of KB of metadata at most
 
 
+class CatalogConfig(dg.Config):
+    """Attributes:
+    absolute_hrefs: Also write ``data/STAC_ABSOLUTE``: absolute asset hrefs and
+        ``proj:epsg``, for loaders that need them (stackstac).
+    """
+
+    absolute_hrefs: bool = False
+
+
 def build_catalog_asset(upstream: Sequence[dg.AssetsDefinition]) -> dg.AssetsDefinition:
     """The ``catalog`` asset, downstream of every product asset in ``upstream``."""
 
     @dg.asset(deps=list(upstream), group_name="outputs", kinds={"json"})
     def catalog(
-        context: dg.AssetExecutionContext, library: LibraryResource
+        context: dg.AssetExecutionContext, config: CatalogConfig, library: LibraryResource
     ) -> dg.MaterializeResult:
         """A static STAC catalogue of the library: L2A, cloud masks and each index."""
         started = time.monotonic()
+        lib = library.library()
         try:
-            summary = write_catalog(library.library())
+            summary = write_catalog(lib)
+            if config.absolute_hrefs:
+                absolute = write_catalog(lib, absolute=True)
+                context.log.info(f"absolute-href catalogue: {absolute.path}")
         except S2AssetsError as exc:
             raise dg.Failure(str(exc)) from exc
         for reason in summary.skipped:
