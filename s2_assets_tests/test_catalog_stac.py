@@ -24,11 +24,11 @@ from pystac.validation import validate_dict
 from pystac.validation.stac_validator import JsonSchemaSTACValidator
 
 from s2_assets import catalog_stac
-from s2_assets.assets.outputs import build_catalog_asset
+from s2_assets.assets.outputs import CatalogConfig, build_catalog_asset
 from s2_assets.catalog_stac import catalog_dir, write_catalog
 from s2_assets.demo import build_safe
 from s2_assets.library import Library
-from s2_assets.products import read_metadata
+from s2_assets.products import ProductName, acquisition_time, read_metadata
 from s2_assets.raster.compute import compute_cloud_masks, compute_indices
 from s2_assets.resources.library import LibraryResource
 
@@ -39,25 +39,41 @@ PRODUCTS = [
     ("40KCB", datetime(2024, 3, 15, 6, 35, 11, tzinfo=UTC), 60.0),
     ("31UFS", datetime(2024, 3, 7, 10, 40, 21, tzinfo=UTC), 5.0),
 ]
+PROJECTION_V2 = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+PROJECTION_V1_1 = "https://stac-extensions.github.io/projection/v1.1.0/schema.json"
 EXTENSIONS = {
-    "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
+    PROJECTION_V2,
     "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
     "https://stac-extensions.github.io/mgrs/v1.0.0/schema.json",
+    "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+}
+SCHEMAS = Path(__file__).parent / "data" / "stac_schemas"
+# Bytes the server sent for each published schema (Content-Length).
+SERVED = {
+    "projection-v2.0.0.json": 4374,
+    "projection-v1.1.0.json": 4369,
+    "eo-v1.1.0.json": 5052,
+    "mgrs-v1.0.0.json": 2889,
+    "raster-v1.1.0.json": 6318,
 }
 
 
 class OfflineValidator(JsonSchemaSTACValidator):
-    """pystac's JSON-schema validator limited to the schemas pystac ships (STAC 1.1 core and
-    GeoJSON). No installed package ships the extension schemas and fetching them needs the
-    network, so extension ids are recorded and their fields checked by hand in the tests."""
+    """pystac's JSON-schema validator with the STAC 1.1 core and GeoJSON schemas pystac ships
+    and the extension schemas kept in ``data/stac_schemas``: every document is validated
+    against core and extension schemas, and any other schema (one that would need the
+    network) is an error. ``extensions`` records the extension schemas used."""
 
     def __init__(self) -> None:
         super().__init__()
         self.extensions: set[str] = set()
+        for name in SERVED:
+            schema = json.loads((SCHEMAS / name).read_text())
+            self.schema_cache[schema["$id"].rstrip("#")] = schema
 
     def _get_schema(self, schema_uri: str) -> dict[str, Any]:
         if schema_uri not in self.schema_cache:
-            raise AssertionError(f"schema {schema_uri} is not shipped: it would need the network")
+            raise AssertionError(f"schema {schema_uri} is not kept offline: it needs the network")
         return super()._get_schema(schema_uri)
 
     def validate_extension(
@@ -69,7 +85,9 @@ class OfflineValidator(JsonSchemaSTACValidator):
         href: str | None = None,
     ) -> str | None:
         self.extensions.add(extension_id)
-        return None
+        return super().validate_extension(
+            stac_dict, stac_object_type, stac_version, extension_id, href
+        )
 
 
 def _build(root: Path) -> Library:
@@ -314,3 +332,122 @@ def test_jpeg2000_outputs_keep_their_sidecar_nodata(tmp_path: Path) -> None:
     )
     asset = item["assets"]["NDVI"]
     assert asset["type"] == pystac.MediaType.JPEG2000 and asset["nodata"] == 16383
+
+
+def test_the_extension_schemas_are_the_published_ones() -> None:
+    for name, served in SERVED.items():
+        data = (SCHEMAS / name).read_bytes()
+        assert len(data) == served, name  # byte for byte as served (Content-Length)
+        schema = json.loads(data)
+        extension, version = name.removesuffix(".json").rsplit("-", 1)
+        assert schema["$id"].rstrip("#") == (
+            f"https://stac-extensions.github.io/{extension}/{version}/schema.json"
+        )
+
+
+def test_extension_schemas_catch_bad_fields(built: Library) -> None:
+    path = next(p for p in _json_files(built) if "/ndvi/S2" in str(p))
+    good = json.loads(path.read_text())
+    validate_dict(good, href=str(path), validator=OfflineValidator())
+    # proj:epsg was removed in projection v2.0.0, so an item cannot carry both.
+    both = json.loads(path.read_text())
+    both["properties"]["proj:epsg"] = 32740
+    bad_band = json.loads(path.read_text())
+    bad_band["assets"]["NDVI"]["raster:bands"][0]["data_type"] = "int15"
+    bad_cover = json.loads(path.read_text())
+    bad_cover["properties"]["eo:cloud_cover"] = 140
+    for document in (both, bad_band, bad_cover):
+        with pytest.raises(pystac.STACValidationError):
+            validate_dict(document, href=str(path), validator=OfflineValidator())
+
+
+def _items(library: Library, *, absolute: bool = False) -> list[dict[str, Any]]:
+    root = catalog_dir(library, absolute=absolute)
+    return [json.loads(p.read_text()) for p in sorted(root.rglob("S2*/*.json"))]
+
+
+def test_raster_bands_say_how_to_read_each_file(built: Library) -> None:
+    checked = 0
+    for item in _items(built):
+        here = catalog_dir(built) / item["collection"] / item["id"]
+        for key, asset in item["assets"].items():
+            if asset.get("roles") == ["metadata"]:
+                continue
+            [band] = asset["raster:bands"]
+            path = (here / asset["href"]).resolve()
+            with rasterio.open(path) as src:
+                assert band["data_type"] == asset["data_type"] == src.dtypes[0]
+                assert band["spatial_resolution"] == src.res[0]
+                if src.nodata is not None:
+                    assert band["nodata"] == asset["nodata"] == src.nodata
+                if item["collection"] in ("ndvi", "ndwigao"):
+                    assert (band["scale"], band["offset"]) == (src.scales[0], src.offsets[0])
+                    assert band["scale"] == pytest.approx(1e-4) and band["nodata"] == 32767
+            if item["collection"] == "l2a":
+                safe = next(p for p in path.parents if p.suffix == ".SAFE")
+                metadata = read_metadata(safe)
+                if key.startswith("B"):
+                    name = key.split("_")[0]
+                    assert band["scale"] == 1 / metadata.quantification
+                    assert band["offset"] == metadata.offset(name) / metadata.quantification
+                    assert band["nodata"] == 0
+                elif key == "MSK_CLDPRB_20m":
+                    assert band["unit"] == "%" and "nodata" not in band and "scale" not in band
+            if item["collection"] == "cloudmasks":
+                assert band["nodata"] == 255 and "scale" not in band
+            checked += 1
+    assert checked > 30
+
+
+def test_the_offset_of_a_baseline_4_band_is_negative(built: Library) -> None:
+    [b04] = [
+        i["assets"]["B04_10m"]["raster:bands"][0] for i in _items(built) if "B04_10m" in i["assets"]
+    ][:1]
+    assert b04["offset"] == pytest.approx(-0.1) and b04["scale"] == pytest.approx(1e-4)
+
+
+def test_no_machine_path_in_the_catalogue(built: Library) -> None:
+    for path in _json_files(built):
+        assert str(built.root) not in path.read_text(), path
+    root = json.loads((catalog_dir(built) / "catalog.json").read_text())
+    assert "library" in root["description"]
+
+
+def test_item_time_is_the_acquisition_time_of_the_product_name(built: Library) -> None:
+    for item in _items(built):
+        name = ProductName.parse(item["properties"]["s2:product_id"])
+        assert item["properties"]["datetime"] == name.sensing.strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert acquisition_time(name) == name.sensing
+
+
+def test_absolute_catalogue_for_loaders_that_need_epsg(built: Library, tmp_path: Path) -> None:
+    library = Library(tmp_path / "copy")
+    shutil.copytree(built.root, library.root, symlinks=True)
+    relative = {p: p.read_bytes() for p in _json_files(library)}
+    summary = write_catalog(library, absolute=True)
+    assert summary.path == library.root / "data" / "STAC_ABSOLUTE" / "catalog.json"
+    assert {p: p.read_bytes() for p in _json_files(library)} == relative  # untouched
+    validator = OfflineValidator()
+    for path in sorted(catalog_dir(library, absolute=True).rglob("*.json")):
+        validate_dict(json.loads(path.read_text()), href=str(path), validator=validator)
+    assert validator.extensions == EXTENSIONS - {PROJECTION_V2} | {PROJECTION_V1_1}
+    items = _items(library, absolute=True)
+    assert len(items) == 11
+    for item in items:
+        properties = item["properties"]
+        assert "proj:code" not in properties
+        assert properties["proj:epsg"] in (32631, 32740)
+        for asset in item["assets"].values():
+            assert Path(asset["href"]).is_absolute() and Path(asset["href"]).is_file()
+
+
+def test_catalog_asset_can_write_the_absolute_catalogue_too(built: Library, tmp_path: Path) -> None:
+    library = Library(tmp_path / "copy")
+    shutil.copytree(built.root, library.root, symlinks=True)
+    result = dg.materialize(
+        [build_catalog_asset([])],
+        resources={"library": LibraryResource(root=str(library.root))},
+        run_config=dg.RunConfig({"catalog": CatalogConfig(absolute_hrefs=True)}),
+    )
+    assert result.success
+    assert (catalog_dir(library, absolute=True) / "catalog.json").is_file()
