@@ -204,9 +204,7 @@ class _Builder:
                     quantification=metadata.quantification,
                     add_offset=metadata.offset(key.split("_")[0]),
                 )
-                assets[key] = raster_asset(
-                    str(path), info, title=key, roles=roles, values=values
-                )
+                assets[key] = raster_asset(str(path), info, title=key, roles=roles, values=values)
             if not grids:
                 self.skipped.append(f"{product.path}: no readable image")
                 continue

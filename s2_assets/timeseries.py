@@ -1,33 +1,30 @@
 """sen2chain's time-series extraction: zonal statistics of a masked index per polygon and date.
 
-For each polygon of a vector file (GeoJSON or GeoPackage, any CRS: reprojected to each
-raster's CRS) and each index product of a tile whose date and scene cloud cover pass the
-request, statistics over the pixels whose centre lies in the polygon (rasterstats' rule),
-on stored int16 values, as sen2chain computes them:
+For each polygon of a vector file (Shapefile, GeoPackage or GeoJSON, any CRS: reprojected
+to each raster's CRS) and each index product of a tile whose date and scene cloud cover
+pass the request, statistics over the pixels whose centre lies in the polygon (rasterstats'
+rule, :mod:`s2_assets.zonal`), on stored int16 values, as sen2chain computes them:
 
 - ``count`` valid pixels of the masked index, ``nodata`` its pixels without a value (no data,
   masked, or beyond the raster's edge, as rasterstats' boundless read counts them);
 - ``nbcld`` = nodata(masked) - nodata(raw): the pixels the cloud mask hid;
-- ``cldprb`` the mean cloud probability (``MSK_CLDPRB_20m``, 20 m grid) in the polygon;
+- ``cldprb`` the mean cloud probability (``MSK_CLDPRB_20m``, 20 m grid) of the polygon's
+  pixels inside the raster (beyond the edge there is no probability to average);
 - ``min``, ``max``, ``mean``, ``std`` (population), ``median``, ``percentile_25``,
   ``percentile_75`` (linear interpolation), then the feature's attributes.
 
-Rows without valid pixels are dropped. One CSV per index has sen2chain's columns; rows are
-sorted by fid, date, count (ascending) and std (descending) and de-duplicated on
-(date, fid) keeping the last: a polygon seen by two tiles on the same date keeps the tile
-with the higher count. Only the windows around the polygons are read. Pure: no Dagster.
+``date`` is the acquisition time (:func:`s2_assets.products.acquisition_time`). Rows without
+valid pixels are dropped. Rows are sorted by fid, date, count (ascending) and std
+(descending) and de-duplicated on (date, fid) keeping the last: a polygon seen by two tiles
+on the same date keeps the tile with the higher count. Only the windows around the polygons
+are read. The files written are :mod:`s2_assets.timeseries_files`'. Pure: no Dagster.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
-import io
-import math
-import os
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -42,23 +39,28 @@ import shapely
 from affine import Affine
 from numpy.typing import NDArray
 from rasterio.errors import RasterioError
-from rasterio.features import geometry_mask
 from rasterio.warp import transform_geom
-from rasterio.windows import Window
 
 from s2_assets.errors import S2AssetsError
 from s2_assets.library import Library
-from s2_assets.products import ProductName, qi_path, read_metadata
+from s2_assets.products import ProductName, acquisition_time, qi_path, read_metadata
+from s2_assets.timeseries_files import (
+    STATISTICS,
+    SeriesOptions,
+    SeriesPlotter,
+    publish_tile,
+    series_name,
+    source_name,
+    stored_tile_rows,
+    write_plots,
+)
+from s2_assets.zonal import Zone, plain, read_zone, zone_on_grid, zone_stats
 
-STAT_COLUMNS = (
-    "count", "nodata", "nbcld", "cldprb", "min", "max", "mean", "std", "median",
-    "percentile_25", "percentile_75",
-)  # fmt: skip
+STAT_COLUMNS = STATISTICS
 CSV_COLUMNS = ("date", "fid", "tile", "filename", *STAT_COLUMNS)
 POLYGON_TYPES = ("Polygon", "MultiPolygon")
 RASTER_SUFFIXES = (".tif", ".jp2")
 CLOUD_PROBABILITY = "MSK_CLDPRB_20m.jp2"
-STORED_SCALE = 1e-4  # every index is stored x 10000 (ratios) or in reflectance DN units
 
 
 class TimeSeriesError(S2AssetsError, ValueError):
@@ -88,6 +90,11 @@ class Polygons:
     def stem(self) -> str:
         return self.path.stem
 
+    @property
+    def source(self) -> str:
+        """The vector file in output names (:func:`s2_assets.timeseries_files.source_name`)."""
+        return source_name(self.path)
+
     def in_crs(self, crs_wkt: str) -> list[dict[str, Any]]:
         """Every feature's geometry in ``crs_wkt`` (computed once per CRS)."""
         if crs_wkt not in self._reprojected:
@@ -97,15 +104,8 @@ class Polygons:
         return self._reprojected[crs_wkt]
 
 
-def _plain(value: Any) -> Any:
-    """Numpy scalars as Python values, so attributes reach the CSV as written."""
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def read_polygons(path: Path, *, layer: str | None = None, id_field: str | None = None) -> Polygons:
-    """Read the polygons of a GeoJSON or GeoPackage file.
+    """Read the polygons of a Shapefile, GeoPackage or GeoJSON file.
 
     ``fid`` is the value of ``id_field`` when given, else the feature's position (0, 1, …).
 
@@ -115,14 +115,14 @@ def read_polygons(path: Path, *, layer: str | None = None, id_field: str | None 
     """
     where = f"vector file {path}"
     if not path.is_file():
-        raise TimeSeriesError(f"{where}: no such file (expected a .geojson or .gpkg file)")
+        raise TimeSeriesError(f"{where}: no such file (expected a .shp, .gpkg or .geojson file)")
     try:
         meta, _, geometries, columns = pyogrio.raw.read(
             path, layer=layer or None, force_2d=True, datetime_as_string=True
         )
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
         raise TimeSeriesError(
-            f"{where}: unreadable ({exc}); valid: GeoJSON or GeoPackage"
+            f"{where}: unreadable ({exc}); valid: Shapefile, GeoPackage or GeoJSON"
             + (f", layer {layer!r}" if layer else "")
         ) from exc
     if not meta.get("crs"):
@@ -141,112 +141,10 @@ def read_polygons(path: Path, *, layer: str | None = None, id_field: str | None 
             raise TimeSeriesError(
                 f"{where}: feature {position} has {kind}; valid: {', '.join(POLYGON_TYPES)}"
             )
-        attributes = {name: _plain(columns[i][position]) for i, name in enumerate(names)}
+        attributes = {name: plain(columns[i][position]) for i, name in enumerate(names)}
         fid = attributes[id_field] if id_field else position
         features.append(Feature(fid, shapely.geometry.mapping(geometry), attributes))
     return Polygons(path, str(meta["crs"]), tuple(features), names)
-
-
-# ------------------------------------------------------------------------ zonal statistics
-
-
-@dataclass(frozen=True)
-class ZoneStats:
-    """Statistics of one polygon on one raster (stored values)."""
-
-    count: int
-    nodata: int
-    min: float | None = None
-    max: float | None = None
-    mean: float | None = None
-    std: float | None = None
-    median: float | None = None
-    percentile_25: float | None = None
-    percentile_75: float | None = None
-
-
-def zone_stats(
-    values: NDArray[Any], *, inside: NDArray[np.bool_], missing: NDArray[np.bool_]
-) -> ZoneStats:
-    """Statistics of ``values`` over the ``inside`` pixels that are not ``missing``."""
-    picked = values[inside & ~missing]
-    nodata = int(np.count_nonzero(inside & missing))
-    if not picked.size:
-        return ZoneStats(count=0, nodata=nodata)
-    as_float = picked.astype(np.float64)
-    low, middle, high = np.percentile(as_float, [25, 50, 75])
-    return ZoneStats(
-        count=int(picked.size),
-        nodata=nodata,
-        min=_plain(picked.min()),
-        max=_plain(picked.max()),
-        mean=float(as_float.mean()),
-        std=float(as_float.std()),
-        median=float(middle),
-        percentile_25=float(low),
-        percentile_75=float(high),
-    )
-
-
-@dataclass(frozen=True)
-class Zone:
-    """A polygon on a raster grid: its pixel box (may pass the edges) and the pixels whose
-    centre it covers."""
-
-    row: int
-    col: int
-    inside: NDArray[np.bool_]
-
-
-def _snap(pixel: float) -> float:
-    nearest = round(pixel)
-    return float(nearest) if abs(pixel - nearest) < 1e-6 else pixel
-
-
-def zone_on_grid(geometry: dict[str, Any], transform: Affine) -> Zone:
-    """Rasterize ``geometry`` (in the grid's CRS) over the pixel box around it."""
-    if transform.b or transform.d:
-        raise TimeSeriesError(f"rotated raster grids are not supported (transform {transform})")
-    minx, miny, maxx, maxy = shapely.bounds(shapely.geometry.shape(geometry))
-    # Pixel coordinates of two opposite corners; the box is every pixel they touch. Edges
-    # within a micro-pixel of a pixel edge (drawn on it, then reprojected) count as on it.
-    left, top = (_snap(v) for v in ~transform * (minx, maxy))
-    right, bottom = (_snap(v) for v in ~transform * (maxx, miny))
-    col0 = math.floor(min(left, right))
-    col1 = max(math.ceil(max(left, right)), col0 + 1)
-    row0 = math.floor(min(top, bottom))
-    row1 = max(math.ceil(max(top, bottom)), row0 + 1)
-    inside = geometry_mask(
-        [geometry],
-        out_shape=(row1 - row0, col1 - col0),
-        transform=transform * Affine.translation(col0, row0),
-        invert=True,
-        all_touched=False,
-    )
-    return Zone(row0, col0, np.asarray(inside, dtype=bool))
-
-
-def read_window(src: Any, window: Window) -> NDArray[Any]:
-    """One window of band 1 at native resolution (the only pixel read of this module)."""
-    return np.asarray(src.read(1, window=window))
-
-
-def read_zone(src: Any, zone: Zone, *, fill: float) -> tuple[NDArray[Any], NDArray[np.bool_]]:
-    """The zone's box of ``src`` (``fill`` beyond the edges) and where the raster has pixels.
-
-    Returns an empty ``in_raster`` (all False) when the box misses the raster entirely.
-    """
-    height, width = zone.inside.shape
-    values = np.full((height, width), fill, dtype=src.dtypes[0])
-    in_raster = np.zeros((height, width), dtype=bool)
-    r0, r1 = max(zone.row, 0), min(zone.row + height, src.height)
-    c0, c1 = max(zone.col, 0), min(zone.col + width, src.width)
-    if r0 < r1 and c0 < c1:
-        window = Window(c0, r0, c1 - c0, r1 - r0)
-        inner = (slice(r0 - zone.row, r1 - zone.row), slice(c0 - zone.col, c1 - zone.col))
-        values[inner] = read_window(src, window)
-        in_raster[inner] = True
-    return values, in_raster
 
 
 # ------------------------------------------------------------------------------ products
@@ -383,7 +281,7 @@ def _product_rows(
             cldprb = prb_stats.mean
         rows.append(
             {
-                "date": product.l2a.sensing.replace(tzinfo=None),
+                "date": acquisition_time(product.l2a).replace(tzinfo=None),
                 "fid": feature.fid,
                 "tile": tile,
                 "filename": product.index_file.name,
@@ -414,111 +312,12 @@ def deduplicate(frame: pd.DataFrame) -> pd.DataFrame:
     return ordered.drop_duplicates(["date", "fid"], keep="last").reset_index(drop=True)
 
 
-# ---------------------------------------------------------------------------------- output
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(partial, 0o644)
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
-
-
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Serialise the merges of one extraction folder (tiles may run at the same time)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def series_name(stem: str, index: str, date_min: date, date_max: date) -> str:
-    """sen2chain's ``<vector stem>_<INDEX>_<date_min>_<date_max>``."""
-    return f"{stem}_{index}_{date_min.isoformat()}_{date_max.isoformat()}"
-
-
-def publish_tile(out_dir: Path, name: str, tile: str, rows: pd.DataFrame) -> pd.DataFrame:
-    """Store one tile's rows and rewrite ``<out_dir>/<name>.csv`` from every tile's rows.
-
-    Each tile's rows are kept in ``<out_dir>/tiles/<name>_<tile>.parquet`` (replaced on a
-    re-run); the CSV is the de-duplicated union of them. Returns the merged table.
-    """
-    part = out_dir / "tiles" / f"{name}_{tile}.parquet"
-    buffer = io.BytesIO()
-    rows.to_parquet(buffer, index=False)
-    with _locked(out_dir):
-        _atomic_write(part, buffer.getvalue())
-        parts = [pd.read_parquet(p) for p in sorted(part.parent.glob(f"{name}_?????.parquet"))]
-        merged = deduplicate(pd.concat([p for p in parts if len(p)] or [rows], ignore_index=True))
-        text = merged.to_csv(index=False, date_format="%Y-%m-%d %H:%M:%S")
-        _atomic_write(out_dir / f"{name}.csv", text.encode())
-    return merged
-
-
-class SeriesPlotter:
-    """Draws series plots on one reused figure: mean (x 0.0001) over time and the
-    interquartile band. Reusing the figure saves a third of the ~0.2 s a plot costs."""
-
-    def __init__(self, *, small: bool = False) -> None:
-        # Imported here: matplotlib costs ~0.5 s to import and only runs that plot need it.
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        self.figure = Figure(figsize=(4.0, 2.2) if small else (6.0, 3.0), dpi=72 if small else 90)
-        FigureCanvasAgg(self.figure)
-        self.axes = self.figure.add_subplot()
-
-    def png(self, series: pd.DataFrame, *, title: str, ylabel: str) -> bytes:
-        axes = self.axes
-        axes.cla()
-        ordered = series.sort_values("date")
-        dates = pd.to_datetime(ordered["date"])
-        low, high = ordered["percentile_25"], ordered["percentile_75"]
-        axes.fill_between(
-            dates, low * STORED_SCALE, high * STORED_SCALE, alpha=0.3, label="25-75 %"
-        )
-        axes.plot(dates, ordered["mean"] * STORED_SCALE, marker="o", markersize=3, label="mean")
-        axes.set_title(title, fontsize=9)
-        axes.set_ylabel(ylabel)
-        axes.legend(fontsize=7, loc="upper left")  # "best" would search every point: slow
-        axes.grid(alpha=0.3)
-        self.figure.autofmt_xdate()
-        out = io.BytesIO()
-        self.figure.savefig(out, format="png")
-        return out.getvalue()
-
-
-def write_plots(
-    merged: pd.DataFrame, out_dir: Path, name: str, *, index: str, fids: Sequence[Any]
-) -> list[Path]:
-    """``<out_dir>/plots/<name>_fid<fid>.png`` for each of ``fids`` with rows."""
-    written = []
-    plotter = SeriesPlotter()
-    for fid in fids:
-        series = merged[merged["fid"] == fid]
-        if series.empty:
-            continue
-        path = out_dir / "plots" / f"{name}_fid{fid}.png"
-        _atomic_write(path, plotter.png(series, title=f"{name} · fid {fid}", ylabel=index))
-        written.append(path)
-    return written
-
-
 @dataclass(frozen=True)
 class ExtractionRequest:
     """What to extract: polygons, indices, a date window, a cloud limit and a mask spec
-    (None: the raw index, with ``nbcld`` 0); ``plots`` writes a PNG per polygon and index
-    (about 0.2 s each)."""
+    (None: the raw index, with ``nbcld`` 0); ``options`` what to write besides the CSV and
+    NetCDF; ``force`` re-reads products a previous run of the same extraction already read
+    (sen2chain's ``force_extraction``; without it only new products are read)."""
 
     polygons: Polygons
     indices: tuple[str, ...]
@@ -527,6 +326,14 @@ class ExtractionRequest:
     max_cloud: float
     mask: str | None
     plots: bool = True
+    options: SeriesOptions | None = None
+    force: bool = True
+
+    @property
+    def series_options(self) -> SeriesOptions:
+        if self.options is not None:
+            return dataclasses.replace(self.options, plots=self.plots and self.options.plots)
+        return SeriesOptions(plots=self.plots)
 
 
 @dataclass(frozen=True)
@@ -541,27 +348,43 @@ class IndexSeries:
     plots: tuple[Path, ...]
     preview_png: bytes | None = None  # a small plot of the first polygon, for the UI
 
+    @property
+    def netcdf(self) -> Path:
+        return self.csv.with_suffix(".nc")
 
-def extraction_dir(library: Library, stem: str) -> Path:
-    """sen2chain's ``data/EXTRACTION/<vector stem>``."""
-    return library.root / "data" / "EXTRACTION" / stem
+
+def extraction_dir(library: Library, source: str) -> Path:
+    """``data/EXTRACTION/<source>``: sen2chain's folder, named by :func:`source_name`."""
+    return library.root / "data" / "EXTRACTION" / source
 
 
 def extract_tile(library: Library, request: ExtractionRequest, tile: str) -> list[IndexSeries]:
-    """Extract every requested index of ``tile``, merge into the CSVs and redraw the plots
-    of the polygons this tile sees."""
-    out_dir = extraction_dir(library, request.polygons.stem)
+    """Extract every requested index of ``tile``, merge into the CSVs and NetCDFs and redraw
+    the plots of the polygons this tile sees."""
+    out_dir = extraction_dir(library, request.polygons.source)
+    options = request.series_options
+    attributes = [_attribute_column(n) for n in request.polygons.attribute_names]
     results = []
     for index in request.indices:
+        name = series_name(
+            request.polygons.source, index, request.mask, request.date_min, request.date_max
+        )
         products = find_products(
             library, tile=tile, index=index, mask=request.mask, date_min=request.date_min,
             date_max=request.date_max, max_cloud=request.max_cloud,
         )  # fmt: skip
+        stored = None if request.force else stored_tile_rows(out_dir, name, tile)
+        if stored is not None and len(stored):
+            seen = set(stored["filename"])
+            products = [p for p in products if p.index_file.name not in seen]
         rows = extract(request.polygons, products, tile=tile)
-        name = series_name(request.polygons.stem, index, request.date_min, request.date_max)
-        merged = publish_tile(out_dir, name, tile, rows)
+        if stored is not None and len(stored):
+            rows = pd.concat([stored, rows], ignore_index=True) if len(rows) else stored
+        merged = publish_tile(
+            out_dir, name, tile, rows, attribute_columns=attributes, options=options
+        )
         fids = list(dict.fromkeys(rows["fid"]))
-        plots = write_plots(merged, out_dir, name, index=index, fids=fids) if request.plots else []
+        plots = write_plots(merged, out_dir, name, index=index, fids=fids) if options.plots else []
         preview = None
         if fids:
             first = merged[merged["fid"] == fids[0]]

@@ -27,6 +27,7 @@ from rasterio.transform import from_origin
 from rasterio.warp import transform_geom
 
 from s2_assets import timeseries as ts
+from s2_assets import zonal
 from s2_assets.assets.outputs import TimeSeriesConfig, build_timeseries_asset
 from s2_assets.definitions import build_definitions
 from s2_assets.demo import build_safe
@@ -156,9 +157,8 @@ def test_zonal_statistics_match_hand_computed_values(library: Library, tmp_path:
     polygons = ts.read_polygons(write_geojson(tmp_path / "fields.geojson", SHAPES, NAMES))
     [result] = ts.extract_tile(library, request(polygons), "40KCB")
 
-    assert (
-        result.csv == library.root / "data/EXTRACTION/fields/fields_NDVI_2015-06-23_2030-01-01.csv"
-    )
+    name = "fields-geojson_NDVI_CM001_2015-06-23_2030-01-01"
+    assert result.csv == library.root / f"data/EXTRACTION/fields-geojson/{name}.csv"
     rows = read_csv(result.csv)
     assert list(rows[0]) == [*ts.CSV_COLUMNS, "name", "count_attr"]
     # C is beyond the tile, D has no valid pixel: both dropped, as sen2chain drops rows
@@ -182,10 +182,7 @@ def test_zonal_statistics_match_hand_computed_values(library: Library, tmp_path:
     assert b["count_attr"] == "1"
 
     assert result.products == 1 and result.tile_rows == 2 and result.total_rows == 2
-    assert [p.name for p in result.plots] == [
-        "fields_NDVI_2015-06-23_2030-01-01_fid0.png",
-        "fields_NDVI_2015-06-23_2030-01-01_fid1.png",
-    ]
+    assert [p.name for p in result.plots] == [f"{name}_fid0.png", f"{name}_fid1.png"]
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in result.plots)
 
 
@@ -218,13 +215,13 @@ def test_only_the_windows_around_the_polygons_are_read(
 ) -> None:
     add_product(library, "40KCB")
     windows: list[tuple[int, int, int, int]] = []
-    real = ts.read_window
+    real = zonal.read_window
 
     def spy(src: Any, window: Any) -> np.ndarray:
         windows.append((window.col_off, window.row_off, window.width, window.height))
         return real(src, window)
 
-    monkeypatch.setattr(ts, "read_window", spy)
+    monkeypatch.setattr(zonal, "read_window", spy)
     polygons = ts.read_polygons(write_geojson(tmp_path / "f.geojson", SHAPES[:1], NAMES[:1]))
     ts.extract(polygons, _products(library), tile="40KCB")
     # Masked index, raw index (10 m, the 4 x 4 box of A), cloud probability (20 m, 2 x 2).
@@ -251,7 +248,8 @@ def test_a_polygon_covering_two_tiles_keeps_the_tile_with_more_pixels(
     ]
     # Each tile's own rows are kept beside the CSV; a re-run replaces only its own.
     parts = sorted(p.name for p in (first.csv.parent / "tiles").iterdir())
-    assert parts == [f"two_NDVI_2015-06-23_2030-01-01_{t}.parquet" for t in ("40KCB", "40KDB")]
+    name = "two-geojson_NDVI_CM001_2015-06-23_2030-01-01"
+    assert parts == [f"{name}_{t}.parquet" for t in ("40KCB", "40KDB")]
     [again] = ts.extract_tile(library, request(polygons), "40KCB")
     assert read_csv(again.csv) == rows
 
@@ -374,7 +372,7 @@ def test_asset_extracts_pipeline_products_and_shows_a_plot(tmp_path: Path) -> No
     [materialization] = result.asset_materializations_for_node("timeseries")
     metadata = materialization.metadata
     csv_path = Path(metadata["csv"].value[NDVI])  # type: ignore[index]
-    assert csv_path.name == "plots_NDVI_2015-06-23_2024-12-31.csv"
+    assert csv_path.name == "plots-geojson_NDVI_CM001_2015-06-23_2024-12-31.csv"
     assert metadata["plot"].value.startswith("**NDVI**\n\n![NDVI](data:image/png;base64,")  # type: ignore[union-attr]
     assert len(metadata["plot"].value) < 40_000  # type: ignore[arg-type]
     assert metadata["plots"].value == 1
