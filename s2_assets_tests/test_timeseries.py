@@ -365,7 +365,7 @@ def test_asset_extracts_pipeline_products_and_shows_a_plot(tmp_path: Path) -> No
     # Relative vector paths start at the library root.
     write_geojson(library.root / "plots.geojson", [box(2, 2, 10, 10)], ["field"])
     config = TimeSeriesConfig(
-        vector="plots.geojson", indices=["ndvi"], mask=MASK, date_max="2024-12-31"
+        vector="plots.geojson", indices=["ndvi"], mask=MASK, date_max="2024-12-31", smooth=True
     )
     result = _materialize(library, config)
     assert result.success
@@ -373,6 +373,7 @@ def test_asset_extracts_pipeline_products_and_shows_a_plot(tmp_path: Path) -> No
     metadata = materialization.metadata
     csv_path = Path(metadata["csv"].value[NDVI])  # type: ignore[index]
     assert csv_path.name == "plots-geojson_NDVI_CM001_2015-06-23_2024-12-31.csv"
+    assert Path(metadata["netcdf"].value[NDVI]).is_file()  # type: ignore[index]
     assert metadata["plot"].value.startswith("**NDVI**\n\n![NDVI](data:image/png;base64,")  # type: ignore[union-attr]
     assert len(metadata["plot"].value) < 40_000  # type: ignore[arg-type]
     assert metadata["plots"].value == 1
@@ -393,6 +394,7 @@ def test_asset_extracts_pipeline_products_and_shows_a_plot(tmp_path: Path) -> No
     assert float(row["mean"]) == pytest.approx(float(valid.astype(float).mean()))
     assert float(row["cldprb"]) == pytest.approx(float(probability.mean()))
     assert row["name"] == "field" and row["filename"] == f"{pid}_NDVI_{MASK}.tif"
+    assert "smoothed" in row  # one product: too short to smooth, the column is there empty
 
 
 @pytest.mark.filterwarnings("ignore::dagster.BetaWarning")
@@ -403,6 +405,11 @@ def test_asset_names_bad_config_values(tmp_path: Path) -> None:
         (TimeSeriesConfig(vector="plots.geojson", indices=["NDVX"]), "unknown index 'NDVX'"),
         (TimeSeriesConfig(vector="plots.geojson", mask="CM009"), "invalid cloud-mask spec"),
         (TimeSeriesConfig(vector="nowhere.gpkg"), "nowhere.gpkg: no such file"),
+        (TimeSeriesConfig(vector="plots.geojson", compiled=["hourly"]), "unknown period"),
+        (
+            TimeSeriesConfig(vector="plots.geojson", smooth=True, smooth_window=10),
+            "smoothing window 10: valid: an odd number >= 3",
+        ),
         (
             TimeSeriesConfig(vector="plots.geojson", date_min="2024-02-01", date_max="2024-01-01"),
             "date_max 2024-01-01 is before date_min 2024-02-01",

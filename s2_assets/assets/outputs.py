@@ -3,7 +3,7 @@
 
 ``catalog`` rewrites the library's static STAC catalogue (``data/STAC``) in one go;
 ``timeseries`` extracts zonal statistics of masked indices for a vector file of polygons,
-tile by tile, into sen2chain's ``data/EXTRACTION/<vector stem>/`` CSVs.
+tile by tile, into sen2chain's ``data/EXTRACTION/<source>/`` CSVs (and NetCDFs).
 """
 
 import base64
@@ -22,7 +22,9 @@ from s2_assets.library import Library
 from s2_assets.partitions import DEFAULT_DATE_START, TILES
 from s2_assets.products import validate_tile_id
 from s2_assets.resources.library import LibraryResource
+from s2_assets.smoothing import Smoothing
 from s2_assets.specs import DEFAULT_MASK_SPEC, INDEX_NAMES, parse_index_name, parse_mask_spec
+from s2_assets.timeseries_files import PERIODS, SeriesOptions
 
 MAX_PREVIEWS = 3  # inline plots per partition: a few tens of KB of metadata at most
 
@@ -72,7 +74,8 @@ def build_catalog_asset(upstream: Sequence[dg.AssetsDefinition]) -> dg.AssetsDef
 
 class TimeSeriesConfig(dg.Config):
     """Attributes:
-    vector: GeoJSON or GeoPackage of polygons; a relative path starts at the library root.
+    vector: Shapefile, GeoPackage or GeoJSON of polygons; a relative path starts at the
+        library root.
     layer: GeoPackage layer; empty takes the first.
     id_field: Attribute used as ``fid``; empty numbers the features 0, 1, ….
     indices: Index names, or ``All``.
@@ -83,6 +86,12 @@ class TimeSeriesConfig(dg.Config):
     mask: Mask spec of the masked index read; empty reads the raw index (``nbcld`` is 0).
     plots: Write a PNG plot per polygon and index (about 0.2 s each; the UI shows one
         small plot per index either way).
+    smooth: Add sen2chain's Savitzky-Golay ``smoothed`` column (s2_assets.smoothing).
+    smooth_window: Its window, in 5-day steps (odd, >= 3; sen2chain: 11).
+    smooth_order: Its polynomial order (below the window; sen2chain: 3).
+    compiled: Also write the rows per period: any of yearly, monthly, weekly, daily, all.
+    force: Re-read every product; off reads only products the previous run of the same
+        extraction did not (sen2chain's force_extraction).
     """
 
     vector: str
@@ -94,6 +103,11 @@ class TimeSeriesConfig(dg.Config):
     max_cloud: float = 100.0
     mask: str = DEFAULT_MASK_SPEC
     plots: bool = True
+    smooth: bool = False
+    smooth_window: int = 11
+    smooth_order: int = 3
+    compiled: list[str] = []
+    force: bool = True
 
 
 def _request(config: TimeSeriesConfig, library: Library) -> ts.ExtractionRequest:
@@ -111,8 +125,16 @@ def _request(config: TimeSeriesConfig, library: Library) -> ts.ExtractionRequest
             layer=config.layer or None,
             id_field=config.id_field or None,
         )
-    except S2AssetsError as exc:
+        smoothing = (
+            Smoothing(window=config.smooth_window, order=config.smooth_order)
+            if config.smooth
+            else None
+        )
+    except (S2AssetsError, ValueError) as exc:
         raise dg.Failure(str(exc)) from exc
+    unknown = [p for p in config.compiled if p not in PERIODS]
+    if unknown:
+        raise dg.Failure(f"compiled: unknown period(s) {unknown}; valid: {', '.join(PERIODS)}")
     return ts.ExtractionRequest(
         polygons=polygons,
         indices=tuple(dict.fromkeys(names)),
@@ -121,6 +143,8 @@ def _request(config: TimeSeriesConfig, library: Library) -> ts.ExtractionRequest
         max_cloud=config.max_cloud,
         mask=mask,
         plots=config.plots,
+        options=SeriesOptions(smoothing=smoothing, compile=tuple(dict.fromkeys(config.compiled))),
+        force=config.force,
     )
 
 
@@ -156,7 +180,8 @@ def build_timeseries_asset(upstream: Sequence[dg.AssetsDefinition]) -> dg.Assets
         context: dg.AssetExecutionContext, config: TimeSeriesConfig, library: LibraryResource
     ) -> dg.MaterializeResult:
         """Zonal statistics of masked indices per polygon and date (sen2chain's TimeSeries),
-        one CSV per index under data/EXTRACTION/<vector stem>/, and a plot per polygon."""
+        one CSV and one NetCDF per index under data/EXTRACTION/<source>/, a plot per
+        polygon (docs/outputs.md, "Time series")."""
         lib = library.library()
         request = _request(config, lib)
         for raw_key in context.partition_keys:
@@ -167,6 +192,7 @@ def build_timeseries_asset(upstream: Sequence[dg.AssetsDefinition]) -> dg.Assets
             context.add_asset_metadata(
                 {
                     "csv": dg.MetadataValue.json({s.index: str(s.csv) for s in series}),
+                    "netcdf": dg.MetadataValue.json({s.index: str(s.netcdf) for s in series}),
                     "products": dg.MetadataValue.json({s.index: s.products for s in series}),
                     "tile_rows": dg.MetadataValue.json({s.index: s.tile_rows for s in series}),
                     "total_rows": dg.MetadataValue.json({s.index: s.total_rows for s in series}),
