@@ -28,6 +28,7 @@ from s2_assets.jobs.automation import (
     build_job_schedule,
     build_new_acquisitions_sensor,
 )
+from s2_assets.jobs.extraction import build_extraction_automation
 from s2_assets.jobs.jobfile import jid_from_path, load_jobs
 from s2_assets.jobs.model import JobSettings
 from s2_assets.jobs.staging_sensor import build_staging_sensor
@@ -150,6 +151,12 @@ def build_definitions(
     for error in errors:
         path = Path(str(getattr(error, "path", "job file")))
         automation.append(build_broken_job_schedule(str(path), jid_from_path(path), str(error)))
+    # sen2chain's extraction job files (config/jobs_extr): timeseries on their own schedules.
+    extraction_jobs, extraction_schedules = build_extraction_automation(
+        settings.data_home, timeseries, settings.timezone, taken={f"{j.jid}_job" for j in jobs}
+    )
+    asset_jobs += extraction_jobs
+    automation += extraction_schedules
     product_assets = [l1c, l2a, cloudmask, indices, housekeeping]
     chiller = ChillerResource(url=settings.chiller_url or None)
     # With Chiller, EODC products wait on tape until staging_sensor has them staged.
