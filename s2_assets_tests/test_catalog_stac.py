@@ -451,3 +451,28 @@ def test_catalog_asset_can_write_the_absolute_catalogue_too(built: Library, tmp_
     )
     assert result.success
     assert (catalog_dir(library, absolute=True) / "catalog.json").is_file()
+
+
+def test_headers_cached_by_an_older_build_are_read_again(
+    built: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    library = Library(tmp_path / "copy")
+    shutil.copytree(built.root, library.root, symlinks=True)
+    write_catalog(library)
+    cache = catalog_dir(library) / catalog_stac.HEADER_CACHE
+    old = json.loads(cache.read_text())
+    for _stamp, info in old.values():
+        del info["scale"], info["offset"]  # what a build before raster:bands cached
+    cache.write_text(json.dumps(old))
+    opened: list[Path] = []
+    real = catalog_stac.read_raster_info
+
+    def spy(path: Path) -> catalog_stac.RasterInfo:
+        opened.append(path)
+        return real(path)
+
+    monkeypatch.setattr(catalog_stac, "read_raster_info", spy)
+    write_catalog(library)
+    assert len(opened) == len(old)
+    ndvi = [i for i in _items(library) if i["collection"] == "ndvi"]
+    assert all(i["assets"]["NDVI"]["raster:bands"][0]["scale"] == 1e-4 for i in ndvi)

@@ -177,11 +177,14 @@ def test_schedule_tick_registers_tiles_and_its_runs_write_the_csvs(
     defs = build_definitions(settings)
     schedule = defs.get_schedule_def("fields_extraction_schedule")
     assert schedule.cron_schedule == "0 3 * * *"
-    with dg.instance_for_test() as instance:
+    repository = defs.get_repository_def()
+    # An ephemeral instance: instance_for_test() here leaves Dagster's defs-state context
+    # pointing at a disposed instance for later tests (seen with dagster 1.13).
+    with dg.DagsterInstance.ephemeral() as instance:
         context = dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=datetime(2024, 3, 10, 3, 0, tzinfo=UTC),
-            repository_def=defs.get_repository_def(),
+            repository_def=repository,
         )
         [request] = list(schedule.evaluate_tick(context).run_requests or [])
         assert instance.get_dynamic_partitions("tiles") == ["40KCB"]
@@ -217,11 +220,14 @@ def test_a_tick_without_touched_tiles_skips_saying_why(library: Library, tmp_pat
     defs = build_definitions(
         Settings(data_home=library.root, archive_root=str(tmp_path / "archive"))
     )
-    with dg.instance_for_test() as instance:
+    repository = defs.get_repository_def()
+    # An ephemeral instance: instance_for_test() here leaves Dagster's defs-state context
+    # pointing at a disposed instance for later tests (seen with dagster 1.13).
+    with dg.DagsterInstance.ephemeral() as instance:
         context = dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=datetime(2024, 3, 10, 3, 0, tzinfo=UTC),
-            repository_def=defs.get_repository_def(),
+            repository_def=repository,
         )
         result = defs.get_schedule_def("fields_extraction_schedule").evaluate_tick(context)
     assert not result.run_requests
