@@ -178,14 +178,16 @@ def test_schedule_tick_registers_tiles_and_its_runs_write_the_csvs(
     schedule = defs.get_schedule_def("fields_extraction_schedule")
     assert schedule.cron_schedule == "0 3 * * *"
     repository = defs.get_repository_def()
-    # An ephemeral instance: instance_for_test() here leaves Dagster's defs-state context
-    # pointing at a disposed instance for later tests (seen with dagster 1.13).
-    with dg.DagsterInstance.ephemeral() as instance:
-        context = dg.build_schedule_context(
+    # The schedule context is closed (with): it opens its own instance from the ref, and an
+    # unclosed one leaves Dagster's defs-state storage pointing at it for later tests.
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=datetime(2024, 3, 10, 3, 0, tzinfo=UTC),
             repository_def=repository,
-        )
+        ) as context,
+    ):
         [request] = list(schedule.evaluate_tick(context).run_requests or [])
         assert instance.get_dynamic_partitions("tiles") == ["40KCB"]
         assert request.partition_key == "40KCB"
@@ -221,14 +223,14 @@ def test_a_tick_without_touched_tiles_skips_saying_why(library: Library, tmp_pat
         Settings(data_home=library.root, archive_root=str(tmp_path / "archive"))
     )
     repository = defs.get_repository_def()
-    # An ephemeral instance: instance_for_test() here leaves Dagster's defs-state context
-    # pointing at a disposed instance for later tests (seen with dagster 1.13).
-    with dg.DagsterInstance.ephemeral() as instance:
-        context = dg.build_schedule_context(
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=datetime(2024, 3, 10, 3, 0, tzinfo=UTC),
             repository_def=repository,
-        )
+        ) as context,
+    ):
         result = defs.get_schedule_def("fields_extraction_schedule").evaluate_tick(context)
     assert not result.run_requests
     assert "no tile of the library" in (result.skip_message or "")
