@@ -12,7 +12,8 @@ Collections: ``l2a`` (one item per L2A SAFE, one asset per image it lists), ``cl
 the acquisition time (:func:`s2_assets.products.acquisition_time`), the MGRS tile (mgrs
 extension), ``eo:cloud_cover`` when the L2A metadata is readable, ``proj:code`` (projection
 v2.0.0), and every raster asset its grid and ``raster:bands`` (:mod:`s2_assets.stac_raster`).
-A second catalogue, ``data/STAC_ABSOLUTE``, has absolute asset hrefs and ``proj:epsg`` for
+Monthly composites, when there are any, get a collection per index
+(:mod:`s2_assets.stac_composites`). A second catalogue, ``data/STAC_ABSOLUTE``, has absolute asset hrefs and ``proj:epsg`` for
 loaders that need them (stackstac 0.5).
 
 The whole catalogue is written into a hidden sibling folder and renamed into place: readers
@@ -47,6 +48,7 @@ from s2_assets.products import (
     read_metadata,
 )
 from s2_assets.specs import INDEX_NAMES, parse_mask_spec
+from s2_assets.stac_composites import composite_collection, composite_items
 from s2_assets.stac_raster import (
     MEDIA,
     RASTER_EXTENSION,
@@ -324,6 +326,11 @@ def build_catalog(
         root = _index_root(library, index)
         for tile in _subdirs(root):
             builder.add_derived(index.lower(), root / tile, index_asset_key(index), index=True)
+    composites = library.root / "data" / "COMPOSITES"
+    for index in INDEX_NAMES:
+        items = composite_items(composites / index, index, builder.info, builder.skipped)
+        if items:
+            builder.items[composite_collection(index)] = items
     catalog = pystac.Catalog(
         id=CATALOG_ID,
         # No machine path here: the catalogue moves with the library.
@@ -333,7 +340,7 @@ def build_catalog(
     for collection_id, items in builder.items.items():
         collection = pystac.Collection(
             id=collection_id,
-            description=_DESCRIPTIONS.get(collection_id, f"{collection_id.upper()} index"),
+            description=_DESCRIPTIONS.get(collection_id, _description(collection_id)),
             extent=pystac.Extent.from_items(items),
             license="other",
         )
@@ -346,6 +353,13 @@ _DESCRIPTIONS = {
     L2A_COLLECTION: "Sentinel-2 L2A products (SAFE), one asset per image",
     MASK_COLLECTION: "Cloud masks (1 masked, 0 clear, 255 no data), one asset per mask spec",
 }
+
+
+def _description(collection_id: str) -> str:
+    if collection_id.startswith("composites-"):
+        index = collection_id.removeprefix("composites-").upper()
+        return f"Monthly {index} composites (median, mean, max, count of valid observations)"
+    return f"{collection_id.upper()} index"
 
 
 def _subdirs(folder: Path) -> list[str]:

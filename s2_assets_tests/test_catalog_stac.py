@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pystac
 import pytest
 import rasterio
@@ -476,3 +477,47 @@ def test_headers_cached_by_an_older_build_are_read_again(
     assert len(opened) == len(old)
     ndvi = [i for i in _items(library) if i["collection"] == "ndvi"]
     assert all(i["assets"]["NDVI"]["raster:bands"][0]["scale"] == 1e-4 for i in ndvi)
+
+
+def _write_composite(path: Path, dtype: str, scale: float, nodata: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(
+        path, "w", driver="GTiff", width=4, height=4, count=1, dtype=dtype, crs="EPSG:32740",
+        transform=rasterio.transform.from_origin(300000, 7800040, 10, 10), nodata=nodata,
+    ) as dst:  # fmt: skip
+        dst.write(np.full((4, 4), 7, dtype=dtype), 1)
+        dst.scales, dst.offsets = (scale,), (0.0,)
+
+
+def test_monthly_composites_get_a_collection_when_there_are_any(
+    built: Library, tmp_path: Path
+) -> None:
+    library = Library(tmp_path / "copy")
+    shutil.copytree(built.root, library.root, symlinks=True)
+    month = library.root / "data" / "COMPOSITES" / "NDVI" / "40KCB" / "2024-02"
+    for stat in ("median", "mean", "max"):
+        _write_composite(month / f"40KCB_2024-02_NDVI_CM001_{stat}.tif", "int16", 1e-4, 32767)
+    _write_composite(month / "40KCB_2024-02_NDVI_CM001_count.tif", "uint8", 1.0, 255)
+    summary = write_catalog(library)
+    assert summary.items["composites-ndvi"] == 1
+    validator = OfflineValidator()
+    for path in _json_files(library):
+        validate_dict(json.loads(path.read_text()), href=str(path), validator=validator)
+    item = json.loads(
+        (
+            catalog_dir(library)
+            / "composites-ndvi"
+            / "40KCB_2024-02_NDVI"
+            / "40KCB_2024-02_NDVI.json"
+        ).read_text()
+    )
+    properties = item["properties"]
+    assert properties["datetime"] is None
+    assert (properties["start_datetime"], properties["end_datetime"]) == (
+        "2024-02-01T00:00:00Z",
+        "2024-02-29T23:59:59Z",
+    )
+    bands = {key: asset["raster:bands"][0] for key, asset in item["assets"].items()}
+    assert sorted(bands) == ["CM001_count", "CM001_max", "CM001_mean", "CM001_median"]
+    assert bands["CM001_median"]["scale"] == 1e-4 and bands["CM001_median"]["nodata"] == 32767
+    assert "scale" not in bands["CM001_count"] and bands["CM001_count"]["data_type"] == "uint8"
