@@ -254,6 +254,8 @@ def _tiff_ifd(
     count_fmt, entry_size, inline, next_fmt = ("Q", 20, 8, "Q") if big else ("H", 12, 4, "I")
     count_size = struct.calcsize(count_fmt)
     count = struct.unpack(f"{order}{count_fmt}", reader.read(offset, count_size, f"IFD {index}"))[0]
+    if count == 0:
+        raise _Broken(f"IFD {index} has no entries")
     body = reader.read(offset + count_size, count * entry_size, f"IFD {index} entries")
     next_size = struct.calcsize(next_fmt)
     after = offset + count_size + count * entry_size
