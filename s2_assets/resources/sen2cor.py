@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -101,12 +102,13 @@ class Sen2CorResource(dg.ConfigurableResource):
         """The installation that will process an L1C of processing ``baseline``."""
         return choose_install(self.installs(), baseline)
 
-    def run(self, l1c_safe: Path, scratch_root: Path) -> Path:
+    def run(self, l1c_safe: Path, scratch_root: Path, *, hold_fds: Sequence[int] = ()) -> Path:
         """Make the L2A of one unpacked L1C; return the finished SAFE inside ``scratch_root``.
 
         The SAFE carries sen2chain's local L2A name and ``sen2chain_info.xml``; publish it
         with one rename (``scratch_root`` must be on the library's filesystem, e.g. a
-        ``Library.scratch()`` folder) and remove ``scratch_root`` afterwards.
+        ``Library.scratch()`` folder) and remove ``scratch_root`` afterwards. ``hold_fds``
+        (the Sen2Cor slot's lock) are inherited by Sen2Cor and held until it is gone.
 
         Raises:
             Sen2CorError: the run failed, timed out or its product is incomplete; the
@@ -118,4 +120,5 @@ class Sen2CorResource(dg.ConfigurableResource):
             self.installs(),
             self.settings(),
             logger=dg.get_dagster_logger(),
+            hold_fds=hold_fds,
         )
