@@ -19,7 +19,7 @@ from s2_assets.resources.library import LibraryResource
 from s2_assets.resources.providers import ArchiveResource, ProvidersResource
 from s2_assets.resources.sen2cor import Sen2CorResource
 from s2_assets_tests.cdse_standin import CdseStandin
-from s2_assets_tests.providers.conftest import SENSING
+from s2_assets_tests.providers.conftest import SENSING, SERIES
 
 KEY = dg.MultiPartitionKey({"tile": "40KCB", "date": SENSING.date().isoformat()})
 DAY = SENSING.date().isoformat()
@@ -41,6 +41,7 @@ def dagster_setup(
         backoff_seconds=0.001,
         max_backoff_seconds=0.01,
         chunk_size=8192,
+        state_dir=str(tmp_path / "state"),
     )
     resources: dict[str, object] = {
         "library": LibraryResource(root=str(tmp_path / "library")),
@@ -136,3 +137,42 @@ def test_bad_checksum_fails_the_run_and_publishes_nothing(
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "1 L2A product(s) failed" in str(failure.step_failure_data.error)
     assert "does not match the catalogue" in _captured(instance, result.run_id)
+
+
+def test_a_refused_login_is_tried_once_per_run_and_not_again_in_the_cool_down(
+    cdse: CdseStandin,
+    dagster_setup: tuple[dg.DagsterInstance, dict[str, object], Library],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    instance, resources, library = dagster_setup
+    monkeypatch.setenv("CDSE_PASSWORD", "a-wrong-Passw0rd")
+    partitions = tile_date_partitions("2024-01-01")
+    acquisitions = build_acquisitions(SENSING.date())
+    l1c = build_product_asset("L1C", partitions, acquisitions)
+    days = [s.date().isoformat() for s in SERIES[:3]]
+    window = {"start": days[0], "end": days[-1], "provider": "cop_dataspace", "levels": ["L1C"]}
+    assert dg.materialize(
+        [acquisitions],
+        partition_key="40KCB",
+        instance=instance,
+        resources=resources,
+        run_config={"ops": {"acquisitions": {"config": window}}},
+    ).success
+    ranged = {
+        "dagster/asset_partition_range_start": f"{days[0]}|40KCB",
+        "dagster/asset_partition_range_end": f"{days[-1]}|40KCB",
+    }
+    messages = []
+    for _ in range(2):  # two runs, as two schedule ticks would start them
+        result = dg.materialize(
+            [l1c], instance=instance, resources=resources, tags=ranged, raise_on_error=False
+        )
+        assert not result.success
+        messages.append(_captured(instance, result.run_id))
+    # Three products in the first run, three more in the second: one refused login in all.
+    assert cdse.stats.failed_logins == 1 and cdse.stats.logins == 0
+    assert library.products("L1C", "40KCB") == []
+    for text in messages:
+        assert f"CDSE refused the login of user '{cdse.username}'" in text
+        assert "a-wrong-Passw0rd" not in text
+    assert "no further login with these credentials until" in messages[1]
