@@ -60,11 +60,10 @@ class CdseResource(dg.ConfigurableResource):
         description="Where a refused login is remembered across runs; empty: "
         "$XDG_STATE_HOME/s2_assets (~/.local/state/s2_assets).",
     )
-    login_cooldown_seconds: float = Field(
-        default=DEFAULT_COOLDOWN_S,
-        ge=0,
-        description="After a refused login, seconds before the same user is tried again "
-        "(within a run, never).",
+    login_cooldown_seconds: int = Field(
+        default=int(DEFAULT_COOLDOWN_S),
+        description="After a refused login, whole seconds before the same user is tried "
+        "again (within a run, never); 0 remembers it for the run only.",
     )
 
     _provider: CdseProvider | None = PrivateAttr(default=None)
@@ -96,7 +95,7 @@ class CdseResource(dg.ConfigurableResource):
             token_margin=self.token_margin_seconds,
             max_parallel_downloads=self.max_parallel_downloads,
             state_dir=Path(self.state_dir).expanduser() if self.state_dir else default_state_dir(),
-            login_cooldown=self.login_cooldown_seconds,
+            login_cooldown=float(self.login_cooldown_seconds),
         )
 
     def provider(self) -> CdseProvider:
