@@ -14,7 +14,8 @@ import dagster as dg
 import pytest
 
 from s2_assets.definitions import build_definitions
-from s2_assets.settings import RESOURCE_ENV, Settings
+from s2_assets.library import DEFAULT_ROOT_ENV
+from s2_assets.settings import RESOURCE_ENV, SEN2COR_PATHS_ENV, Settings
 from s2_assets_tests.sen2cor_standin import write_launcher
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,13 +120,18 @@ def test_staging_sensor_cursor_can_be_deleted_without_chiller(env: Path) -> None
 
 
 def _variables_read() -> set[str]:
-    """Every environment variable name the package reads or binds."""
-    names: set[str] = set(RESOURCE_ENV)
-    pattern = re.compile(
+    """Every environment variable the package, the deployment files and scripts read."""
+    names: set[str] = {DEFAULT_ROOT_ENV, *SEN2COR_PATHS_ENV, *RESOURCE_ENV}
+    in_code = re.compile(
         r"""(?:environ\.get|getenv|environ\[|EnvVar(?:\.int)?)\(?\s*["']([A-Z][A-Z0-9_]+)["']"""
     )
     for path in (REPO / "s2_assets").rglob("*.py"):
-        names |= set(pattern.findall(path.read_text(encoding="utf-8")))
+        names |= set(in_code.findall(path.read_text(encoding="utf-8")))
+    for path in [*(REPO / "deploy").rglob("*.yaml"), REPO / "dagster.yaml"]:
+        names |= set(re.findall(r"\{env: ([A-Z][A-Z0-9_]+)\}", path.read_text(encoding="utf-8")))
+    for path in (REPO / "deploy").glob("*.sh"):
+        text = path.read_text(encoding="utf-8")
+        names |= set(re.findall(r"\$\{((?:S2|DAGSTER)_[A-Z0-9_]+)[-:}]", text))
     return names
 
 
