@@ -153,10 +153,14 @@ def _codestream_problem(reader: _Reader, start: int, end: int) -> str | None:
     while position != last:
         head = reader.read(position, 12, "tile-part header")
         marker, lsot, isot, psot, _tpsot, tnsot = struct.unpack(">HHHIBB", head)
-        if marker != _SOT or lsot != 10:
+        if marker != _SOT:
             return (
                 f"corrupt codestream: expected a tile-part (SOT) at byte {position}, "
                 f"found marker {marker:04X}"
+            )
+        if lsot != 10:
+            return (
+                f"corrupt codestream: tile-part header at byte {position} has Lsot={lsot}, not 10"
             )
         if isot >= tiles:
             return f"corrupt codestream: tile-part of tile {isot}, the grid has {tiles} tiles"

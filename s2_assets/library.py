@@ -279,7 +279,7 @@ def _is_link(info: zipfile.ZipInfo) -> bool:
 
 
 def safe_unzip(zip_path: Path, work: Path, expected: ProductName) -> Path:
-    """Extract ``<id>.SAFE`` from ``zip_path`` into ``work`` and check it is complete.
+    """Extract ``<id>.SAFE`` from ``zip_path`` into ``work``, refusing unsafe or wrong zips.
 
     Rejects entries that escape the target, links, absurd sizes and zips of another
     product. What is inside (metadata, images) is :meth:`Library.publish_product`'s to check.

@@ -75,6 +75,11 @@ def _bump_psot(data: bytes, index: int, delta: int) -> bytes:
     return data[:at] + struct.pack(">I", psot + delta) + data[at + 4 :]
 
 
+def _zero_lsot(data: bytes, index: int) -> bytes:
+    at = _sot_offsets(data)[index] + 2
+    return data[:at] + b"\0\0" + data[at + 2 :]
+
+
 def _write(tmp_path: Path, data: bytes, name: str = "x.jp2") -> Path:
     path = tmp_path / name
     path.write_bytes(data)
@@ -99,13 +104,14 @@ Damage = Callable[[bytes], bytes]
         (lambda d: _drop_tile_part(d, 5), rf"incomplete codestream: 1 of {TILES} tiles missing \(first: tile 5\)"),
         (lambda d: _bump_psot(d, 3, 1), r"corrupt codestream: expected a tile-part \(SOT\) at byte \d+, found marker [0-9A-F]{4}"),
         (lambda d: _bump_psot(d, TILES - 1, 50), r"truncated codestream: tile-part of tile 15 at byte \d+ needs \d+ bytes, \d+ remain before the end marker"),
+        (lambda d: _zero_lsot(d, 2), r"corrupt codestream: tile-part header at byte \d+ has Lsot=0, not 10"),
         (lambda d: d.replace(b"jp2h", b"jp2x", 1), r"codestream box before the jp2h header box"),
         (lambda d: d.replace(b"ftyp", b"ftyq", 1), r"no file type box after the signature"),
         (lambda d: b"\0\0\0\x0cjP  \r\n\x87\x0b" + d[12:], r"not a JPEG 2000 file \(bad signature box\)"),
         (lambda d: b"<html>404</html>", r"not a JPEG 2000 file"),
         (lambda d: b"", r"no codestream"),
     ],
-    ids=["half", "no-eoc", "tile-part-dropped", "psot-off-by-one", "psot-past-end", "no-jp2h",
+    ids=["half", "no-eoc", "tile-part-dropped", "psot-off-by-one", "psot-past-end", "lsot", "no-jp2h",
          "no-ftyp", "bad-signature", "html", "empty"],
 )  # fmt: skip
 def test_damaged_jpeg2000_is_named(
