@@ -87,14 +87,14 @@ class RefusalMemory:
             return None
         try:
             state = json.loads(self.path.read_text(encoding="utf-8"))
-            until = float(state["until"])
+            until, at = float(state["until"]), float(state["at"])
             message = str(state["message"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
         if self._clock() >= until:
             return None
         return (
-            f"{message} (at {_utc(until - self.cooldown_s)}); no further login with these "
+            f"{message} (at {_utc(at)}); no further login with these "
             f"credentials until {_utc(until)} (fix the password, then delete {self.path} to "
             "try again at once)"
         )
@@ -104,8 +104,9 @@ class RefusalMemory:
         self._message = message
         if self.path is None or self.cooldown_s <= 0:
             return message
-        until = self._clock() + self.cooldown_s
-        state = {"message": message, "until": until}
+        at = self._clock()
+        until = at + self.cooldown_s
+        state = {"message": message, "at": at, "until": until}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle, partial = tempfile.mkstemp(prefix=".", suffix=".part", dir=self.path.parent)
