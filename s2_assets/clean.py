@@ -8,9 +8,16 @@ sen2chain's clean rules (reference e.4, 1-5), per tile:
 4. ``*L2A*`` entries without a suffix in the L2A folder (we also take unreadable L2A SAFEs);
 5. L2A SAFEs with fewer than 7 JPEG2000 files in ``GRANULE/*/IMG_DATA/R10m``.
 
+Plus products damaged on disk: a SAFE whose metadata reads but one of whose images is cut
+short or corrupt, found by the same structure walk the library runs before publishing
+(``s2_assets.integrity``, well under a second per product). Removed, they are missing again,
+so the next planning round fetches them anew.
+
 Plus our own debris: hidden ``.part``/``.scratch`` files of interrupted writes and downloads,
 ``.old-*`` entries a replacing publish did not finish removing, entries of ``data/TEMP`` left
-by runs that ended, and ``*.tif.aux.xml`` whose ``.tif`` is gone (sen2chain's D10).
+by runs that ended, products quarantined in ``data/TEMP/QUARANTINE`` (reported with their
+reason), and ``*.tif.aux.xml`` whose ``.tif`` is gone (sen2chain's D10). The Sen2Cor slot
+locks in ``data/TEMP/sen2cor-slots`` are never touched: a Sen2Cor may hold one.
 
 Anything modified more recently than ``min_age`` is reported as recent and kept: it may
 belong to a run still going (a Sen2Cor run may take 2 h). Only the given tiles are scanned
@@ -34,7 +41,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from s2_assets.errors import MetadataError
-from s2_assets.library import Library
+from s2_assets.integrity import product_problems
+from s2_assets.library import QUARANTINE, REASON_FILE, Library
 from s2_assets.products import read_metadata, validate_tile_id
 
 DEFAULT_MIN_AGE = timedelta(hours=3)
@@ -46,6 +54,8 @@ RULES: dict[str, str] = {
     "partial_product": "product entry without a suffix: a partial extraction (e.4 rules 3-4)",
     "unreadable_product": "SAFE whose product metadata cannot be read (e.4 rule 3)",
     "incomplete_l2a": f"L2A with fewer than {MIN_R10M_JP2} JPEG2000 files in R10m (e.4 rule 5)",
+    "damaged_product": "SAFE with an image cut short or corrupt (the check run before publishing)",
+    "quarantined": "product that failed verification, kept in data/TEMP/QUARANTINE with its reason",
     "partial_file": "hidden .part/.scratch file of an interrupted write or download",
     "old_entry": ".old-* entry left when replacing a product was interrupted",
     "dead_temp": "entry of data/TEMP left by a run that ended",
@@ -63,6 +73,7 @@ _PARTIAL_RE = re.compile(
     r"|(\.zip\.part$)"
 )
 _OLD_RE = re.compile(r"^\..+\.old-[\w-]+$")
+SLOTS_DIR = "sen2cor-slots"  # s2_assets.slots' lock files: held by running Sen2Cors
 
 
 @dataclass(frozen=True)
@@ -216,6 +227,8 @@ def _l1c_debris(folder: Path) -> list[tuple[Path, str, str, bool]]:
             found.append((entry, "partial_product", "no .SAFE suffix", True))
         elif "L1C" in name and name.endswith(".SAFE") and (why := _unreadable(entry)):
             found.append((entry, "unreadable_product", why, False))
+        elif "L1C" in name and name.endswith(".SAFE") and (why := _damaged(entry)):
+            found.append((entry, "damaged_product", why, False))
     return found
 
 
@@ -237,6 +250,8 @@ def _l2a_debris(folder: Path) -> list[tuple[Path, str, str, bool]]:
             if count < MIN_R10M_JP2:
                 detail = f"{count} JPEG2000 file(s) in R10m, expected at least {MIN_R10M_JP2}"
                 found.append((entry, "incomplete_l2a", detail, False))
+            elif why := _damaged(entry):
+                found.append((entry, "damaged_product", why, False))
     return found
 
 
@@ -250,6 +265,16 @@ def _unreadable(safe: Path) -> str | None:
     except MetadataError as exc:
         return str(exc)
     return None
+
+
+def _damaged(safe: Path) -> str | None:
+    """What the pre-publish verification finds wrong with a readable SAFE, or None. The
+    product name is not compared: a Sen2Cor-made L2A keeps Sen2Cor's name in its metadata."""
+    problems = product_problems(safe)
+    if not problems:
+        return None
+    more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+    return "; ".join(problems[:3]) + more
 
 
 def _derived_dirs(lib: Library, tile: str) -> list[Path]:
@@ -277,7 +302,22 @@ def _file_debris(folder: Path) -> list[tuple[Path, str, str, bool]]:
 
 
 def _temp_debris(temp: Path) -> list[tuple[Path, str, str, bool]]:
-    return [(e, "dead_temp", "scratch of a run that ended", True) for e in _entries(temp)]
+    found: list[tuple[Path, str, str, bool]] = []
+    for entry in _entries(temp):
+        if entry.name == QUARANTINE and entry.is_dir():
+            found += [(e, "quarantined", _reason(e), True) for e in _entries(entry)]
+        elif entry.name != SLOTS_DIR:
+            found.append((entry, "dead_temp", "scratch of a run that ended", True))
+    return found
+
+
+def _reason(quarantined: Path) -> str:
+    """The first problem its REASON.txt names (the line after the heading)."""
+    try:
+        lines = (quarantined / REASON_FILE).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return "no REASON.txt"
+    return lines[1] if len(lines) > 1 else (lines[0] if lines else "empty REASON.txt")
 
 
 def _newest_mtime(path: Path, *, deep: bool) -> float:

@@ -39,16 +39,31 @@ from s2_assets.resources.chiller import ChillerResource
 from s2_assets.resources.library import LibraryResource
 from s2_assets.resources.providers import ArchiveResource, ProvidersResource
 from s2_assets.resources.sen2cor import Sen2CorInstallation, Sen2CorResource
-from s2_assets.settings import Settings
+from s2_assets.settings import RESOURCE_ENV, Settings
+
+
+def env_fields(settings: Settings, resource: str) -> dict[str, Any]:
+    """The fields of ``resource`` set by environment variables (``RESOURCE_ENV``), bound as
+    ``dg.EnvVar`` so each run reads them and the UI shows only their names. Unset variables
+    are not bound: the resource's own default applies."""
+    return {
+        spec.field: dg.EnvVar.int(name) if spec.kind == "int" else dg.EnvVar(name)
+        for name, spec in RESOURCE_ENV.items()
+        if spec.resource == resource and name in settings.resource_env
+    }
 
 
 def cdse_resource(settings: Settings) -> CdseResource:
     """CDSE with credentials from ``CDSE_USERNAME``/``CDSE_PASSWORD``, bound as ``EnvVar`` so
     their values never show in the UI or run config. Without them, searching still works (the
-    catalogue is public) and a download fails saying which variables to set."""
-    if not settings.cdse_credentials:
-        return CdseResource()
-    return CdseResource(username=dg.EnvVar("CDSE_USERNAME"), password=dg.EnvVar("CDSE_PASSWORD"))
+    catalogue is public) and a download fails saying which variables to set. Endpoint URLs
+    (a mirror, a test instance) and the login cool-down come from ``S2_CDSE_*``."""
+    fields = env_fields(settings, "cop_dataspace")
+    if settings.cdse_trusted_hosts:
+        fields["trusted_hosts"] = [*CdseResource().trusted_hosts, *settings.cdse_trusted_hosts]
+    if settings.cdse_credentials:
+        fields.update(username=dg.EnvVar("CDSE_USERNAME"), password=dg.EnvVar("CDSE_PASSWORD"))
+    return CdseResource(**fields)
 
 
 class ExecutorConfigError(S2AssetsError, ValueError):
@@ -158,13 +173,16 @@ def build_definitions(
     asset_jobs += extraction_jobs
     automation += extraction_schedules
     product_assets = [l1c, l2a, cloudmask, indices, housekeeping]
-    chiller = ChillerResource(url=settings.chiller_url or None)
-    # With Chiller, EODC products wait on tape until staging_sensor has them staged.
-    staged = frozenset({"eodc"}) if chiller.enabled else frozenset()
-    sensors = [build_new_acquisitions_sensor(product_assets, staged_providers=staged)]
-    if chiller.enabled:
-        sensors.append(build_staging_sensor(product_assets))
-    sensors.append(build_composite_automation_sensor(composite))
+    chiller = ChillerResource(url=settings.chiller_url or None, **env_fields(settings, "chiller"))
+    # With Chiller, EODC products wait on tape until staging_sensor has them staged. Without,
+    # staging_sensor is still there (it skips, saying why), so that its name always resolves
+    # (e.g. `dagster sensor cursor staging_sensor --delete`).
+    staged = frozenset({"eodc"}) if settings.chiller_url else frozenset()
+    sensors = [
+        build_new_acquisitions_sensor(product_assets, staged_providers=staged),
+        build_staging_sensor(product_assets),
+        build_composite_automation_sensor(composite),
+    ]
     return dg.Definitions(
         assets=[acquisitions, *product_assets, catalog, timeseries, composite],
         asset_checks=build_checks(l1c, l2a, cloudmask, indices),
@@ -176,7 +194,8 @@ def build_definitions(
             "library": LibraryResource(root=str(settings.data_home)),
             "chiller": chiller,
             "sen2cor": Sen2CorResource(
-                installations=[Sen2CorInstallation(path=p) for p in settings.sen2cor_paths]
+                installations=[Sen2CorInstallation(path=p) for p in settings.sen2cor_paths],
+                **env_fields(settings, "sen2cor"),
             ),
             "providers": ProvidersResource(
                 default=settings.default_provider,

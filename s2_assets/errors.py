@@ -4,6 +4,8 @@ Every message names the thing at fault (file, line, value, product) and, where i
 lists what would have been valid. Messages never contain secrets.
 """
 
+from pathlib import Path
+
 
 class S2AssetsError(Exception):
     """Base of every error raised by s2_assets."""
@@ -55,3 +57,21 @@ class StagingError(S2AssetsError):
 
 class Sen2CorError(S2AssetsError):
     """Sen2Cor failed or produced an invalid product."""
+
+
+class CorruptProductError(ArchiveError):
+    """A product unpacked but its metadata or an image is damaged: it was quarantined.
+
+    Attributes:
+        product_id: The product.
+        problems: Each damaged file and why.
+        quarantine: The folder it was moved to (with its ``REASON.txt``).
+    """
+
+    def __init__(
+        self, message: str, *, product_id: str, problems: list[str], quarantine: Path
+    ) -> None:
+        super().__init__(message)
+        self.product_id = product_id
+        self.problems = problems
+        self.quarantine = quarantine

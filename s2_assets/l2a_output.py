@@ -1,19 +1,20 @@
 """What a Sen2Cor run left behind: is it one complete L2A, and its provenance record.
 
-Pure: no Dagster, no decoding of pixels. The checks are cheap (XML and JPEG 2000 box headers)
-so they can run on every product; a product that fails them is never published.
+Pure: no Dagster, no decoding of pixels. The checks are cheap (XML, and JPEG 2000 structure
+walks from ``s2_assets.integrity``) so they can run on every product; a product that fails
+them is never published.
 """
 
 from __future__ import annotations
 
 import os
-import struct
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 
 from s2_assets import __version__
 from s2_assets.errors import MetadataError, ProductNameError
+from s2_assets.integrity import jp2_problem
 from s2_assets.products import ProductMetadata, ProductName, read_metadata
 
 # Bands the rest of the platform reads, per resolution folder (SCL and masks feed CM004/CM001).
@@ -79,45 +80,6 @@ def _required_files(
     else:
         problems.append("no GRANULE/*/QI_DATA/MSK_CLDPRB_20m.jp2")
     return files
-
-
-def jp2_problem(path: Path) -> str | None:
-    """Why ``path`` is not a complete JPEG 2000 file, or None.
-
-    Walks the box headers (cheap: no decoding) and checks the codestream runs from its start
-    marker (FF4F) to its end marker (FFD9), which catches files cut short mid-write.
-    """
-    try:
-        size = path.stat().st_size
-        handle = path.open("rb")
-    except OSError:
-        return "missing"
-    with handle:
-        position, codestream = 0, False
-        while position < size:
-            handle.seek(position)
-            header = handle.read(16)
-            if len(header) < 8:
-                return f"truncated ({size} bytes)"
-            length, kind = struct.unpack(">I4s", header[:8])
-            header_length = 8
-            if length == 1 and len(header) == 16:
-                length, header_length = struct.unpack(">Q", header[8:])[0], 16
-            elif length == 0:
-                length = size - position
-            if position == 0 and kind != b"jP  ":
-                return "not a JPEG 2000 file"
-            if length < header_length or position + length > size:
-                return f"truncated ({size} bytes, box {kind!r} runs past the end)"
-            if kind == b"jp2c":
-                handle.seek(position + header_length)
-                start = handle.read(2)
-                handle.seek(position + length - 2)
-                if start != b"\xff\x4f" or handle.read(2) != b"\xff\xd9":
-                    return "incomplete codestream"
-                codestream = True
-            position += length
-    return None if codestream else "no codestream"
 
 
 def write_provenance(safe: Path, *, sen2cor_version: str, l1c_id: str, sen2cor_id: str) -> Path:

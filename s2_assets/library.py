@@ -8,11 +8,16 @@ The tree is sen2chain's, so existing sen2chain libraries keep working::
     <root>/data/INDICES/<INDEX>/<tile>/<L2A id>/<L2A id>_<INDEX>[_<SPEC>].tif
     <root>/data/ACQUISITIONS/<tile>.parquet      (ours: the provider catalogue per tile)
     <root>/data/TEMP/                           scratch, on the same filesystem as the tree
+    <root>/data/TEMP/QUARANTINE/<id>/           a product that failed verification, and why
     <root>/config/jobs/   <root>/logs/
 
 A sen2chain ``config/config.cfg`` whose ``[DATA PATHS]`` point at existing folders is honoured,
 as sen2chain itself does. Nothing is ever visible under a final name before it is complete:
-everything is built in ``data/TEMP`` and moved into place with one rename.
+everything is built in ``data/TEMP`` and moved into place with one rename, and a product is
+only renamed into place after ``s2_assets.integrity`` found its metadata and every image whole
+(:meth:`Library.publish_product`). One that is not goes to ``data/TEMP/QUARANTINE`` with a
+``REASON.txt``; nothing of it is under a final name, so whatever asks "is it there?" still
+sees it missing and fetches it again.
 """
 
 from __future__ import annotations
@@ -26,16 +31,19 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath
 
-from s2_assets.errors import ArchiveError, LibraryError, MetadataError
-from s2_assets.products import ProductName, read_metadata
+from s2_assets.errors import ArchiveError, CorruptProductError, LibraryError
+from s2_assets.integrity import product_problems
+from s2_assets.products import ProductName
 
 DEFAULT_ROOT_ENV = "S2_DATA_HOME"
 # A real L2A zip is about 1.2 GB; anything claiming far more is broken or hostile.
 MAX_UNPACKED_BYTES = 8 * 1024**3
 MAX_ENTRIES = 20_000
+QUARANTINE = "QUARANTINE"
+REASON_FILE = "REASON.txt"
 
 _PATH_KEYS = {
     "l1c_path": "L1C",
@@ -102,6 +110,11 @@ class Library:
     @property
     def temp_dir(self) -> Path:
         return self._dirs["TEMP"]
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """``data/TEMP/QUARANTINE``: products that failed verification, one folder each."""
+        return self.temp_dir / QUARANTINE
 
     def level_dir(self, level: str, tile: str) -> Path:
         """``data/L1C/<tile>`` or ``data/L2A/<tile>``."""
@@ -190,16 +203,75 @@ class Library:
             os.replace(staged, final)
         return final
 
-    def install_zip(self, zip_path: Path, expected: ProductName) -> Path:
-        """Unpack a product zip safely and publish it as ``<level>/<tile>/<id>.SAFE``.
+    def publish_product(
+        self,
+        staged: Path,
+        name: ProductName,
+        *,
+        expected_id: str | None = None,
+        where: str | None = None,
+    ) -> Path:
+        """Verify the unpacked SAFE ``staged`` and publish it as ``name``, or quarantine it.
+
+        Args:
+            staged: The complete SAFE folder, on the library's filesystem.
+            name: The name it is published under.
+            expected_id: The product its metadata must name (None: not checked, as for a
+                Sen2Cor output, which sen2chain renames).
+            where: What to call it in errors (default: the product id).
 
         Raises:
-            ArchiveError: the zip is malformed, unsafe, not the expected product, or
-                incomplete; nothing is left in the library.
+            CorruptProductError: its metadata or an image is damaged; it was moved to
+                ``data/TEMP/QUARANTINE/<id>`` with ``REASON.txt``, nothing was published.
+        """
+        problems = product_problems(staged, expected_id)
+        if problems:
+            label = where or name.id
+            more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
+            folder = self.quarantine(staged, name, [f"{label}: {p}" for p in problems])
+            raise CorruptProductError(
+                f"{label}: {'; '.join(problems[:5])}{more}; not published, quarantined in {folder}",
+                product_id=name.id,
+                problems=problems,
+                quarantine=folder,
+            )
+        return self.publish(staged, self.product_path(name))
+
+    def quarantine(self, staged: Path, name: ProductName, problems: list[str]) -> Path:
+        """Move ``staged`` to ``data/TEMP/QUARANTINE/<id>/`` beside a ``REASON.txt``.
+
+        One folder per product: a newer failure of the same product replaces the older one,
+        so a product that keeps failing does not fill the disk.
+        """
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        incoming = Path(tempfile.mkdtemp(prefix=f".{name.id}.", dir=self.quarantine_dir))
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        reason = [f"{name.id} was not published ({stamp}):", *problems, ""]
+        (incoming / REASON_FILE).write_text("\n".join(reason), encoding="utf-8")
+        os.replace(staged, incoming / staged.name)
+        final = self.quarantine_dir / name.id
+        if final.exists():
+            aside = final.with_name(f".{final.name}.old-{os.getpid()}")
+            os.replace(final, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        os.replace(incoming, final)
+        return final
+
+    def install_zip(self, zip_path: Path, expected: ProductName) -> Path:
+        """Unpack a product zip safely, verify it and publish it as ``<level>/<tile>/<id>.SAFE``.
+
+        Raises:
+            ArchiveError: the zip is malformed, unsafe or not the expected product; nothing
+                is left in the library.
+            CorruptProductError: (an ``ArchiveError``) it unpacked but its metadata or an
+                image is damaged; it is in quarantine, nothing is in the library.
         """
         with self.scratch("unzip") as work:
             safe = safe_unzip(zip_path, work, expected)
-            return self.publish(safe, self.product_path(expected))
+            expected_id = expected.id if expected.legacy_name is None else None
+            return self.publish_product(
+                safe, expected, expected_id=expected_id, where=f"product zip {zip_path.name}"
+            )
 
 
 def _is_link(info: zipfile.ZipInfo) -> bool:
@@ -207,10 +279,10 @@ def _is_link(info: zipfile.ZipInfo) -> bool:
 
 
 def safe_unzip(zip_path: Path, work: Path, expected: ProductName) -> Path:
-    """Extract ``<id>.SAFE`` from ``zip_path`` into ``work`` and check it is complete.
+    """Extract ``<id>.SAFE`` from ``zip_path`` into ``work``, refusing unsafe or wrong zips.
 
-    Rejects entries that escape the target, links, absurd sizes, zips of another product,
-    and products whose metadata is unreadable or whose listed images are missing.
+    Rejects entries that escape the target, links, absurd sizes and zips of another
+    product. What is inside (metadata, images) is :meth:`Library.publish_product`'s to check.
     """
     where = f"product zip {zip_path.name}"
     try:
@@ -245,7 +317,6 @@ def safe_unzip(zip_path: Path, work: Path, expected: ProductName) -> Path:
                     shutil.copyfileobj(source, sink, 1024 * 1024)
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
                 raise ArchiveError(f"{where}: entry {info.filename!r} is corrupt ({exc})") from exc
-    check_product(target, expected, where)
     return target
 
 
@@ -259,20 +330,6 @@ def _safe_prefix(infos: list[zipfile.ZipInfo], expected: ProductName, where: str
                 return PurePosixPath(*parts[: depth + 1])
     names = sorted({PurePosixPath(i.filename).parts[0] for i in infos if i.filename})[:3]
     raise ArchiveError(f"{where}: does not contain {expected.safe_name} (top level: {names})")
-
-
-def check_product(safe: Path, expected: ProductName, where: str) -> None:
-    """A SAFE is complete when its metadata reads, names the expected product, and every
-    image it lists exists."""
-    try:
-        metadata = read_metadata(safe)
-    except MetadataError as exc:
-        raise ArchiveError(f"{where}: {exc}") from exc
-    if metadata.product_uri.upper() != expected.id and expected.legacy_name is None:
-        raise ArchiveError(f"{where}: metadata names {metadata.product_uri}, not {expected.id}")
-    missing = [f for f in metadata.image_files if not (safe / f"{f}.jp2").is_file()]
-    if missing:
-        raise ArchiveError(f"{where}: {len(missing)} listed images missing, e.g. {missing[0]}.jp2")
 
 
 def directory_bytes(path: Path) -> int:

@@ -2,21 +2,19 @@
 
 Pure: no Dagster. The flow for one L1C is :func:`run_sen2cor`: choose the installation from
 the L1C's processing baseline (sen2chain's rule), run Sen2Cor as an argument list in a fresh
-scratch folder, in its own process group with a timeout that kills the whole group, then
+scratch folder, in its own process group that dies with the run whatever ends it
+(``s2_assets.procgroup``: timeout, parent-death signal, watchdog), then
 check what it wrote instead of trusting its exit code, rename the product as sen2chain names
 locally made L2A and add a provenance record. The caller publishes the returned SAFE.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import shlex
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
@@ -25,6 +23,7 @@ from pathlib import Path
 
 from s2_assets.errors import ProductNameError, Sen2CorError
 from s2_assets.l2a_output import validate_l2a, write_provenance
+from s2_assets.procgroup import ProcessStartError, run_in_own_group
 from s2_assets.products import ProductName, read_metadata
 
 Version = tuple[int, int, int]
@@ -253,6 +252,7 @@ def run_sen2cor(
     settings: Sen2CorSettings | None = None,
     *,
     logger: logging.Logger | None = None,
+    hold_fds: Sequence[int] = (),
 ) -> Path:
     """Make the L2A of one unpacked L1C SAFE with Sen2Cor; return the finished SAFE.
 
@@ -260,6 +260,8 @@ def run_sen2cor(
     name: the L1C name with ``L1C_`` -> ``L2A_``), with ``sen2chain_info.xml`` inside; the
     folder around it holds nothing else. ``scratch_root`` must be on the library's filesystem
     so the caller can publish it with one rename, and is the caller's to remove.
+    ``hold_fds`` (a Sen2Cor slot lock) are inherited by Sen2Cor, so an orphaned Sen2Cor
+    still holds its slot (``s2_assets.procgroup``).
 
     Raises:
         Sen2CorError: the input is not an L1C, no installation fits, Sen2Cor failed or timed
@@ -292,10 +294,13 @@ def run_sen2cor(
         )
         log.info("%s on %s: %s", install.describe(), l1c_name.id, shlex.join(argv))
         started = time.monotonic()
-        code = _run_in_own_group(
-            argv, cwd=work, log_path=log_path, timeout_s=settings.timeout_s,
-            kill_grace_s=settings.kill_grace_s,
-        )  # fmt: skip
+        try:
+            code = run_in_own_group(
+                argv, cwd=work, log_path=log_path, timeout_s=settings.timeout_s,
+                kill_grace_s=settings.kill_grace_s, hold_fds=hold_fds,
+            )  # fmt: skip
+        except ProcessStartError as exc:
+            raise Sen2CorError(str(exc)) from exc
 
         def failure(problem: str) -> Sen2CorError:
             return Sen2CorError(
@@ -357,60 +362,6 @@ def _check_input(l1c_safe: Path) -> tuple[ProductName, str]:
         raise Sen2CorError(f"Sen2Cor input {l1c_safe.name}: its metadata says {metadata.level}")
     _baseline_tuple(metadata.processing_baseline)
     return name, metadata.processing_baseline
-
-
-def _run_in_own_group(
-    argv: list[str], *, cwd: Path, log_path: Path, timeout_s: float, kill_grace_s: float
-) -> int | None:
-    """Run ``argv`` as the leader of a new process group; its exit code, or None on timeout.
-
-    ``subprocess.run(timeout=...)`` would kill only the direct child, and Sen2Cor forks
-    workers. Whatever happens, the group gets SIGKILL before the leader is reaped: while the
-    leader is an unreaped zombie its group id cannot be reused, so the kill cannot hit a
-    stranger, and stragglers left by a finished Sen2Cor are stopped as well.
-    """
-    with log_path.open("wb") as log_file:
-        try:
-            process = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise Sen2CorError(f"cannot start {argv[0]}: {exc}") from exc
-    timed_out = False
-    try:
-        if not _wait_exited(process.pid, timeout_s):
-            timed_out = True
-            _signal_group(process.pid, signal.SIGTERM)
-            _wait_exited(process.pid, kill_grace_s)
-    finally:
-        _signal_group(process.pid, signal.SIGKILL)
-        code = process.wait()
-    return None if timed_out else code
-
-
-def _wait_exited(pid: int, timeout_s: float) -> bool:
-    """Wait until ``pid`` has exited, without reaping it (WNOWAIT); False on timeout."""
-    deadline = time.monotonic() + timeout_s
-    pause = 0.02
-    while True:
-        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-            return True
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        # Quick for short runs, one wake-up a second for two-hour ones.
-        time.sleep(min(pause, remaining))
-        pause = min(pause * 2, 1.0)
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, sig)
 
 
 def _tail(log_path: Path, lines: int = _LOG_TAIL_LINES) -> str:

@@ -2,7 +2,10 @@
 
 Dagster pools bound steps; Sen2Cor runs inside the ``l2a`` step, which also downloads and so
 sits in the ``download`` pool. This bounds the Sen2Cor processes themselves, across runs and
-processes on one machine, with ``flock`` (released by the kernel if a worker dies).
+processes on one machine, with ``flock``. The lock belongs to the open file, not to the
+process: the worker hands the file to the Sen2Cor it starts (``Slot.fd``), so the slot is
+free only when the worker AND that Sen2Cor (and its watchdog, ``s2_assets.procgroup``) are
+gone. A Sen2Cor orphaned by a killed worker keeps counting against the slots until it dies.
 """
 
 from __future__ import annotations
@@ -12,7 +15,16 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A slot held: its number and the descriptor of its locked file (to pass to children)."""
+
+    index: int
+    fd: int
 
 
 def default_sen2cor_slots() -> int:
@@ -31,7 +43,7 @@ def slot(
     *,
     poll_s: float = 5.0,
     on_wait: Callable[[], None] | None = None,
-) -> Iterator[int]:
+) -> Iterator[Slot]:
     """Hold one of ``limit`` slots under ``folder`` for the duration; waits while all are taken."""
     folder.mkdir(parents=True, exist_ok=True)
     waited = False
@@ -44,7 +56,7 @@ def slot(
                 handle.close()
                 continue
             try:
-                yield index
+                yield Slot(index, handle.fileno())
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
                 handle.close()

@@ -115,8 +115,10 @@ def test_truncated_jpeg2000_is_named(lib: Library) -> None:
 def test_a_codestream_that_does_not_decode_is_named(lib: Library) -> None:
     band = next(l2a_safe(lib).glob("GRANULE/*/IMG_DATA/R20m/*_SCL_20m.jp2"))
     content = bytearray(band.read_bytes())
-    start = content.index(b"\xff\x90")  # first tile-part: keep the boxes and end marker intact
-    content[start + 2 : -2] = b"\x00" * (len(content) - start - 4)
+    # Keep the boxes, the tile-part header (SOT segment and SOD, 14 bytes) and the end marker:
+    # the structure walk passes, only decoding shows the packet data is garbage.
+    start = content.index(b"\xff\x90")
+    content[start + 14 : -2] = b"\xff" * (len(content) - start - 16)
     band.write_bytes(bytes(content))
     problems = safe_problems(l2a_safe(lib), "L2A")
     assert any(band.name in p and "does not decode" in p for p in problems), problems

@@ -5,6 +5,7 @@ left alone, and a second run finds nothing."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -66,6 +67,30 @@ class Seeded:
         incomplete = self._copy(safes.l2a_old, l2a_dir)
         next(incomplete.glob("GRANULE/*/IMG_DATA/R10m/*_B08_10m.jp2")).unlink()
         self.debris["incomplete_l2a"] = [incomplete]
+        # Damaged on disk after publishing: a band cut short, an end marker overwritten.
+        cut = self._copy(
+            safes.l1c_new,
+            l1c_dir,
+            "S2B_MSIL1C_20220130T063511_N0509_R120_T40KCB_20220130T091000.SAFE",
+        )
+        band = next(cut.glob("GRANULE/*/IMG_DATA/*_B04.jp2"))
+        band.write_bytes(band.read_bytes()[: band.stat().st_size // 2])
+        no_eoc = self._copy(
+            safes.l2a_new,
+            l2a_dir,
+            "S2B_MSIL2A_20220130T063511_N0509_R120_T40KCB_20220130T091000.SAFE",
+        )
+        scl = next(no_eoc.glob("GRANULE/*/IMG_DATA/R20m/*_SCL_20m.jp2"))
+        scl.write_bytes(scl.read_bytes()[:-2] + b"\0\0")
+        self.debris["damaged_product"] = [cut, no_eoc]
+        # A product verification kept out of the library, and the Sen2Cor slot locks.
+        staged = self._copy(safes.l1c_new, lib.temp_dir / "fetch-q")
+        self.quarantined = lib.quarantine(
+            staged, ProductName.parse(staged.name), ["zip: GRANULE/x_B04.jp2: truncated"]
+        )
+        shutil.rmtree(staged.parent)
+        self.debris["quarantined"] = [self.quarantined]
+        self.slot = self._put(lib.temp_dir / "sen2cor-slots" / "slot-0.lock")
 
         # ours
         masks = lib.mask_dir("40KCB", l2a.id)
@@ -100,9 +125,9 @@ class Seeded:
         os.utime(self.recent)
 
     @staticmethod
-    def _copy(safe: Path, folder: Path) -> Path:
+    def _copy(safe: Path, folder: Path, name: str | None = None) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
-        return Path(shutil.copytree(safe, folder / safe.name))
+        return Path(shutil.copytree(safe, folder / (name or safe.name)))
 
     @staticmethod
     def _put(path: Path) -> Path:
@@ -147,6 +172,13 @@ def test_dry_run_reports_every_kind_and_removes_nothing(seeded: Seeded) -> None:
     by_path = {f.path: f for f in report.findings}
     assert "R10m" in by_path[seeded.debris["incomplete_l2a"][0]].detail
     assert "MTD_MSIL1C.xml" in by_path[seeded.debris["unreadable_product"][0]].detail
+    cut, no_eoc = seeded.debris["damaged_product"]
+    assert re.search(
+        r"_B04\.jp2: truncated \(\d+ bytes, box b'\w+' runs past the end\)$", by_path[cut].detail
+    )
+    assert by_path[no_eoc].detail.endswith("_SCL_20m.jp2: incomplete codestream (no end marker)")
+    assert by_path[seeded.quarantined].detail == "zip: GRANULE/x_B04.jp2: truncated"
+    assert seeded.slot.parent not in by_path and seeded.slot not in by_path
 
 
 def test_clean_removes_the_debris_and_only_it(seeded: Seeded) -> None:
@@ -156,8 +188,12 @@ def test_clean_removes_the_debris_and_only_it(seeded: Seeded) -> None:
     assert report.failed == []
     for path in removed:
         assert not path.exists() and not path.is_symlink(), path
-    for path in [*seeded.kept, seeded.good_l1c, seeded.good_l2a, seeded.recent, seeded.other_tile]:
+    for path in [*seeded.kept, seeded.good_l1c, seeded.good_l2a, seeded.recent, seeded.other_tile,
+                 seeded.slot]:  # fmt: skip
         assert path.exists(), path
+    # Removed damaged products are missing again: the next planning round fetches them anew.
+    for damaged in seeded.debris["damaged_product"]:
+        assert not seeded.lib.has_product(ProductName.parse(damaged.name))
     # Folders were renamed aside before removal: no .old-clean entry is left behind.
     assert not list(seeded.lib.root.rglob("*.old-clean-*"))
 

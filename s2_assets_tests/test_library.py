@@ -4,6 +4,7 @@ as it is, listing, atomic publish, and safe unzip that leaves nothing behind on 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import zipfile
@@ -14,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from s2_assets import library as library_module
-from s2_assets.errors import ArchiveError, LibraryError
-from s2_assets.library import Library, default_root, directory_bytes
+from s2_assets.errors import ArchiveError, CorruptProductError, LibraryError
+from s2_assets.library import REASON_FILE, Library, default_root, directory_bytes
 from s2_assets.products import ProductName, read_metadata
 from s2_assets_tests.conftest import DemoArchive, DemoSafes, corrupt_member, rewrite_zip
 
@@ -354,6 +355,16 @@ def _renamed_other_product(source: Path, target: Path, name: ProductName) -> Pat
     return rewrite_zip(source, target, rename=lambda entry: entry.replace(L1C_ID, OTHER_ID))
 
 
+def _half_band(source: Path, target: Path, name: ProductName) -> Path:
+    # Every CRC right (the zip was built from a damaged file): only the image walk sees it.
+    with zipfile.ZipFile(source) as archive:
+        entry = next(i.filename for i in archive.infolist() if i.filename.endswith("_B04.jp2"))
+        data = archive.read(entry)
+    return rewrite_zip(
+        source, target, keep=lambda i: i.filename != entry, extra={entry: data[: len(data) // 2]}
+    )
+
+
 def _empty(source: Path, target: Path, name: ProductName) -> Path:
     with zipfile.ZipFile(target, "w"):
         pass
@@ -369,26 +380,65 @@ def _empty(source: Path, target: Path, name: ProductName) -> Path:
         (_dotdot, r"entry '.*\.SAFE/\.\./\.\./escaped\.txt' escapes the product folder"),
         (_absolute, r"entry '/tmp/.*-escaped\.txt' escapes the product folder"),
         (_symlink, r"entry '.*\.SAFE/GRANULE/link' is a link"),
-        (_no_image, r"1 listed images missing, e\.g\. GRANULE/.*_B8A\.jp2"),
-        (_no_mtd, r"\w+\.SAFE: no MTD_MSIL1C\.xml or MTD_MSIL2A\.xml in "),
-        (_renamed_other_product, rf"metadata names {L1C_ID}, not {OTHER_ID}$"),
         (_empty, r"0 entries \(expected 1\.\.20000\)"),
     ],
-    ids=["not-zip", "truncated", "crc", "dotdot", "absolute", "symlink", "no-image", "no-mtd",
-         "other-content", "empty"],
+    ids=["not-zip", "truncated", "crc", "dotdot", "absolute", "symlink", "empty"],
 )  # fmt: skip
 def test_bad_zip_is_rejected_and_leaves_nothing(
     tmp_path: Path, library: Library, demo_archive: DemoArchive, make: BadZip, message: str
 ) -> None:
     source, name = l1c_zip(demo_archive)
-    if make is _renamed_other_product:
-        name = ProductName.parse(OTHER_ID)
     bad = make(source, tmp_path / f"{name.id}.zip", name)
     with pytest.raises(ArchiveError, match=rf"^product zip {bad.name}: {message}"):
         library.install_zip(bad, name)
     assert_nothing_left(library, name)
     assert not (tmp_path / "escaped.txt").exists()
     assert not Path(f"/tmp/{name.id}-escaped.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (_half_band, r"GRANULE/.*_B04\.jp2: truncated \(\d+ bytes, box b'\w+' runs past the end\)"),
+        (_no_image, r"1 listed images missing, e\.g\. GRANULE/.*_B8A\.jp2"),
+        (_no_mtd, r"\w+\.SAFE: no MTD_MSIL1C\.xml or MTD_MSIL2A\.xml in "),
+        (_renamed_other_product, rf"metadata names {L1C_ID}, not {OTHER_ID}"),
+    ],
+    ids=["half-band", "no-image", "no-mtd", "other-content"],
+)  # fmt: skip
+def test_damaged_product_is_quarantined_not_published(
+    tmp_path: Path, library: Library, demo_archive: DemoArchive, make: BadZip, message: str
+) -> None:
+    source, name = l1c_zip(demo_archive)
+    if make is _renamed_other_product:
+        name = ProductName.parse(OTHER_ID)
+    bad = make(source, tmp_path / f"{name.id}.zip", name)
+    with pytest.raises(CorruptProductError, match=rf"^product zip {bad.name}: {message}") as info:
+        library.install_zip(bad, name)
+    folder = library.quarantine_dir / name.id
+    assert info.value.quarantine == folder
+    assert str(info.value).endswith(f"; not published, quarantined in {folder}")
+    assert not library.product_path(name).exists()
+    assert not library.has_product(name)
+    assert library.products("L1C", "40KCB") == []
+    assert list(library.temp_dir.iterdir()) == [library.quarantine_dir]
+    assert sorted(p.name for p in folder.iterdir()) == [REASON_FILE, name.safe_name]
+    reason = (folder / REASON_FILE).read_text(encoding="utf-8").splitlines()
+    assert reason[0].startswith(f"{name.id} was not published (")
+    assert any(re.search(message, line) for line in reason[1:])
+
+
+def test_a_second_quarantine_of_a_product_replaces_the_first(
+    tmp_path: Path, library: Library, demo_archive: DemoArchive
+) -> None:
+    source, name = l1c_zip(demo_archive)
+    for make in (_no_image, _half_band):
+        bad = make(source, tmp_path / f"{name.id}.zip", name)
+        with pytest.raises(CorruptProductError):
+            library.install_zip(bad, name)
+    assert [p.name for p in library.quarantine_dir.iterdir()] == [name.id]
+    reason = (library.quarantine_dir / name.id / REASON_FILE).read_text(encoding="utf-8")
+    assert "_B04.jp2: truncated" in reason and "listed images missing" not in reason
 
 
 def test_zip_of_another_product_is_rejected(

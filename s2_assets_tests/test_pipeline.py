@@ -5,6 +5,7 @@ again to see that nothing is fetched twice. Bad tiles and bad zips fail clearly.
 from __future__ import annotations
 
 import shutil
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -357,3 +358,57 @@ def test_bad_zip_fails_the_run_and_leaves_only_good_products(
     assert not lib.product_path(ProductName.parse(bad.stem)).exists()
     assert list(lib.temp_dir.iterdir()) == []
     assert [p.name for p in tmp_path.rglob("escaped.txt")] == []
+
+
+def _half_band(source: Path, target: Path) -> None:
+    # Every CRC right (the zip was built from a damaged file): only verification sees it.
+    with zipfile.ZipFile(source) as archive:
+        entry = next(i.filename for i in archive.infolist() if i.filename.endswith("_B04.jp2"))
+        data = archive.read(entry)
+    rewrite_zip(
+        source, target, keep=lambda i: i.filename != entry, extra={entry: data[: len(data) // 2]}
+    )
+
+
+def test_truncated_band_is_quarantined_said_on_its_partition_and_fetched_again(
+    demo_archive: DemoArchive, tmp_path: Path
+) -> None:
+    archive = tmp_path / "archive"
+    good = demo_archive.zip_of(demo_archive.find(level="L1C", tile="40KCB", day="2022-01-20"))
+    bad = demo_archive.zip_of(demo_archive.find(level="L1C", tile="40KCB", day="2022-01-25"))
+    for source in (good, bad):
+        target = archive / source.relative_to(demo_archive.root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    _half_band(bad, archive / bad.relative_to(demo_archive.root))
+    name = ProductName.parse(bad.stem)
+    with dg.instance_for_test() as instance:
+        pipeline = Pipeline(instance, tmp_path / "library", archive)
+        instance.add_dynamic_partitions("tiles", ["40KCB"])
+        pipeline.acquisitions("40KCB")
+        first, last = date(2022, 1, 20), date(2022, 1, 25)
+        result = pipeline.products("40KCB", first, last, raise_on_error=False)
+        assert not result.success
+        lib = pipeline.library
+        assert [p.id for p in lib.products("L1C", "40KCB")] == [good.stem]
+        assert not lib.has_product(name)
+        folder = lib.quarantine_dir / name.id
+        reason = (folder / "REASON.txt").read_text(encoding="utf-8")
+        assert "_B04.jp2: truncated (" in reason
+        assert (folder / name.safe_name).is_dir()
+        records = instance.fetch_observations(dg.AssetKey("l1c"), limit=10).records
+        observed = {
+            str(record.partition_key): record.asset_observation.metadata  # type: ignore[union-attr]
+            for record in records
+        }
+        assert list(observed) == ["2022-01-25|40KCB"], failure_text(result)
+        assert observed["2022-01-25|40KCB"]["run_id"].value == result.run_id
+        (entry,) = observed["2022-01-25|40KCB"]["quarantined"].value  # type: ignore[misc]
+        assert entry["product"] == name.id and entry["folder"] == str(folder)
+        assert "_B04.jp2: truncated (" in entry["why"]
+        assert f"quarantined in {folder}" in failure_text(result)
+        # The source is repaired (a fresh download): the next run wants it again and gets it.
+        shutil.copyfile(bad, archive / bad.relative_to(demo_archive.root))
+        again = pipeline.products("40KCB", last, last)
+        assert partition_metadata(again, "l1c")["2022-01-25|40KCB"]["fetched_now"] == [name.id]
+        assert lib.has_product(name)

@@ -19,7 +19,12 @@ from pathlib import Path
 import dagster as dg
 
 from s2_assets import catalogue
-from s2_assets.errors import MetadataError, ProductOfflineError, S2AssetsError
+from s2_assets.errors import (
+    CorruptProductError,
+    MetadataError,
+    ProductOfflineError,
+    S2AssetsError,
+)
 from s2_assets.joblog import JobLog
 from s2_assets.jobs.jobfile import load_jobs
 from s2_assets.library import Library, LibraryProduct, directory_bytes
@@ -132,7 +137,11 @@ def acquisition(name: ProductName) -> tuple[str, datetime, int, str | None]:
 
 
 def partition_metadata(
-    held: list[LibraryProduct], fetched: list[str], computed: list[str], offline: list[str]
+    held: list[LibraryProduct],
+    fetched: list[str],
+    computed: list[str],
+    offline: list[str],
+    quarantined: list[dict[str, str]] | None = None,
 ) -> dict[str, object]:
     return {
         "products": len(held),
@@ -144,7 +153,38 @@ def partition_metadata(
         "computed_now": dg.MetadataValue.json(computed),
         "offline": dg.MetadataValue.json(offline),
         "provenance": dg.MetadataValue.json(metadata_for([p.path for p in held])),
+        "quarantined": dg.MetadataValue.json(quarantined or []),
     }
+
+
+def quarantine_entry(error: CorruptProductError) -> dict[str, str]:
+    """What the partition's metadata says about a product that failed verification."""
+    return {
+        "product": error.product_id,
+        "why": "; ".join(error.problems[:5]),
+        "folder": str(error.quarantine),
+    }
+
+
+def record_quarantine(
+    context: dg.AssetExecutionContext, raw_key: str, entries: list[dict[str, str]]
+) -> None:
+    """An observation on the partition naming each product not published and why.
+
+    Written straight to the instance: events a step logs are dropped when the step then
+    fails (as it does, to report the failure), and this one must stay on the partition.
+    """
+    context.instance.report_runless_asset_event(
+        dg.AssetObservation(
+            asset_key=context.asset_key,
+            partition=raw_key,
+            description=f"{len(entries)} product(s) failed verification and were quarantined",
+            metadata={
+                "quarantined": dg.MetadataValue.json(entries),
+                "run_id": context.run.run_id,
+            },
+        )
+    )
 
 
 class _Outcome:
@@ -153,6 +193,7 @@ class _Outcome:
     def __init__(self) -> None:
         self.failures: list[str] = []
         self.offline: list[str] = []
+        self.quarantined: list[dict[str, str]] = []
         self.fetched = 0
         self.computed = 0
 
@@ -172,6 +213,10 @@ def _fetch(
         except ProductOfflineError as exc:
             offline.append(record.product_id)
             context.log.warning(str(exc))
+        except CorruptProductError as exc:
+            outcome.quarantined.append(quarantine_entry(exc))
+            outcome.failures.append(f"{record.product_id}: {exc}")
+            context.log.error(f"{record.product_id}: {exc}")
         except S2AssetsError as exc:
             outcome.failures.append(f"{record.product_id}: {exc}")
             context.log.error(f"{record.product_id}: {exc}")
@@ -199,11 +244,20 @@ def _compute(
                     lib.temp_dir / "sen2cor-slots",
                     limit,
                     on_wait=partial(context.log.info, f"waiting for one of {limit} Sen2Cor slots"),
-                ),
+                ) as held,
                 lib.scratch("sen2cor") as scratch,
             ):
-                safe = sen2cor.run(l1c.path, scratch)
-                final = lib.publish(safe, lib.product_path(ProductName.parse(safe.name)))
+                # Sen2Cor inherits the slot's lock: if this worker is killed, the slot stays
+                # taken until Sen2Cor is gone too.
+                safe = sen2cor.run(l1c.path, scratch, hold_fds=(held.fd,))
+                final = lib.publish_product(
+                    safe, ProductName.parse(safe.name), where=f"Sen2Cor output for {l1c.id}"
+                )
+        except CorruptProductError as exc:
+            outcome.quarantined.append(quarantine_entry(exc))
+            outcome.failures.append(f"{l1c.id}: {exc}")
+            context.log.error(f"Sen2Cor on {l1c.id}: {exc}")
+            continue
         except S2AssetsError as exc:
             outcome.failures.append(f"{l1c.id}: {exc}")
             context.log.error(f"Sen2Cor on {l1c.id}: {exc}")
@@ -250,6 +304,7 @@ def build_product_asset(
             last = options = config.apply(options_of(key))
             if key.tile not in tables:
                 tables[key.tile] = catalogue.read_table(lib.acquisitions_path(key.tile))
+            quarantined_before = len(outcome.quarantined)
             rows = [
                 with_cloud_cover(r, lib)
                 for r in catalogue.select(tables[key.tile], level=level, day=key.date)
@@ -269,8 +324,12 @@ def build_product_asset(
             if compute and options.copy_sideproducts:
                 for product in held:
                     copy_side_products(product.path, lib.mask_dir(key.tile, product.id))
+            quarantined = outcome.quarantined[quarantined_before:]
+            if quarantined:
+                record_quarantine(context, raw_key, quarantined)
             context.add_asset_metadata(
-                partition_metadata(held, fetched, computed, offline), partition_key=raw_key
+                partition_metadata(held, fetched, computed, offline, quarantined),
+                partition_key=raw_key,
             )
             outcome.offline += offline
             outcome.fetched += len(fetched)

@@ -27,7 +27,7 @@ import requests
 from s2_assets.errors import ProductNameError
 from s2_assets.products import LEVELS, ProductName, validate_tile_id
 from s2_assets.providers.base import ProductRecord, unique_by_id
-from s2_assets.providers.cdse_auth import CdseAuthError, Credentials, TokenCache
+from s2_assets.providers.cdse_auth import CdseAuthError, Credentials, RefusalMemory, TokenCache
 from s2_assets.providers.cdse_download import Downloader
 from s2_assets.providers.cdse_http import (
     CdseCatalogueError,
@@ -190,12 +190,19 @@ class CdseProvider:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings or CdseSettings()
+        credentials = credentials or Credentials("", "")
         self.tokens = TokenCache(
             self.settings.token_url,
-            credentials or Credentials("", ""),
+            credentials,
             timeout=self.settings.timeout,
             margin=self.settings.token_margin,
             client_id=self.settings.client_id,
+            refusals=RefusalMemory(
+                self.settings.state_dir,
+                credentials.username,
+                self.settings.token_url,
+                cooldown_s=self.settings.login_cooldown,
+            ),
         )
         self._sleep = sleep
         self._local = threading.local()

@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
@@ -70,6 +71,10 @@ class CdseSettings:
         skip_limit: the catalogue's largest ``$skip``; a window that would need more is split.
         token_margin: seconds before expiry at which a token is renewed.
         max_parallel_downloads: streams one client runs at once (CDSE allows 4 per account).
+        state_dir: where a refused login is remembered across processes and runs; None
+            remembers it in the client only.
+        login_cooldown: seconds after a refused login before the same user is tried again
+            (0: only the rest of the run is spared).
     """
 
     catalogue_url: str = CATALOGUE_URL
@@ -91,6 +96,8 @@ class CdseSettings:
     skip_limit: int = MAX_SKIP
     token_margin: float = 60.0
     max_parallel_downloads: int = 4
+    state_dir: Path | None = None
+    login_cooldown: float = 900.0
 
     def __post_init__(self) -> None:
         problems = []

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from s2_assets.providers.cdse import CdseProvider, CdseSettings, Credentials
+from s2_assets.providers.cdse_auth import DEFAULT_COOLDOWN_S, default_state_dir
 from s2_assets.providers.cdse_http import CATALOGUE_URL, DOWNLOAD_URL, TOKEN_URL, TRUSTED_HOSTS
 
 
@@ -53,6 +55,16 @@ class CdseResource(dg.ConfigurableResource):
     max_parallel_downloads: int = Field(
         default=4, description="Streams one process runs at once (CDSE allows 4 per account)."
     )
+    state_dir: str = Field(
+        default="",
+        description="Where a refused login is remembered across runs; empty: "
+        "$XDG_STATE_HOME/s2_assets (~/.local/state/s2_assets).",
+    )
+    login_cooldown_seconds: int = Field(
+        default=int(DEFAULT_COOLDOWN_S),
+        description="After a refused login, whole seconds before the same user is tried "
+        "again (within a run, never); 0 remembers it for the run only.",
+    )
 
     _provider: CdseProvider | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -82,6 +94,8 @@ class CdseResource(dg.ConfigurableResource):
             window_days=self.window_days,
             token_margin=self.token_margin_seconds,
             max_parallel_downloads=self.max_parallel_downloads,
+            state_dir=Path(self.state_dir).expanduser() if self.state_dir else default_state_dir(),
+            login_cooldown=float(self.login_cooldown_seconds),
         )
 
     def provider(self) -> CdseProvider:

@@ -35,8 +35,10 @@ class ChillerResource(dg.ConfigurableResource):
         gt=0,
         description="Seconds after submission when an unfinished job is given up.",
     )
-    chunk_size: int = Field(default=1000, ge=1, description="Most files per Chiller job.")
-    max_open_jobs: int = Field(default=4, ge=1, description="Most Chiller jobs open at once.")
+    # No ge=1 here: pydantic would check the placeholder value of a dg.EnvVar.int binding.
+    # S2_CHILLER_* values are checked when the code location loads, run config by the ledger.
+    chunk_size: int = Field(default=1000, description="Most files per Chiller job (>= 1).")
+    max_open_jobs: int = Field(default=4, description="Most Chiller jobs open at once (>= 1).")
     request_timeout_s: float = Field(default=60.0, gt=0, description="Seconds per HTTP request.")
     ca_bundle: str | None = Field(
         default=None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -15,6 +16,7 @@ from s2_assets.sen2cor import (
     discover_install,
     run_sen2cor,
 )
+from s2_assets.settings import SEN2COR_PATHS_ENV, sen2cor_paths_from_env
 from s2_assets.slots import default_sen2cor_slots
 
 
@@ -41,23 +43,26 @@ class Sen2CorResource(dg.ConfigurableResource):
     Attributes:
         installations: Every usable install. For an L1C of baseline >= 04.00 the newest
             >= 02.10.01 runs; 02.06 to 04.00 the newest; older the newest < 02.10.01.
+            Empty: read ``S2_SEN2COR_PATHS`` (or ``SEN2CHAIN_SEN2COR_BASHRC_PATHS``) when a
+            run needs Sen2Cor, so run config that sets only ``timeout_s`` need not repeat
+            them (Dagster replaces a resource's whole config with the run's).
         gipp: An ``L2A_GIPP.xml`` passed as ``--GIP_L2A``; empty for Sen2Cor's own.
         resolution: 10 or 20 (``--resolution``); empty processes 20 m and 10 m.
         extra_args: More ``L2A_Process`` arguments, e.g. ``["--debug"]``. The ones set
             from the fields above, and ``--mode``/``--tile``/``--datastrip``, are refused.
-        timeout_s: Seconds one product may take before Sen2Cor and all its children are
-            killed (sen2chain waits 2 h).
+        timeout_s: Whole seconds one product may take before Sen2Cor and all its children
+            are killed (sen2chain waits 2 h).
         kill_grace_s: Seconds between SIGTERM and SIGKILL on timeout.
         max_parallel: Sen2Cor processes at once on this machine, across runs (a job's
             ``nb_proc`` lowers it further); 0 means one per 4 GB of memory.
     """
 
-    installations: list[Sen2CorInstallation]
+    installations: list[Sen2CorInstallation] = []
     max_parallel: int = 0
     gipp: str | None = None
     resolution: int | None = None
     extra_args: list[str] = []
-    timeout_s: float = 7200.0
+    timeout_s: int = 7200
     kill_grace_s: float = 30.0
 
     def slots(self) -> int:
@@ -70,12 +75,15 @@ class Sen2CorResource(dg.ConfigurableResource):
         Raises:
             Sen2CorError: naming the installation at fault, or when none is configured.
         """
-        if not self.installations:
+        if self.installations:
+            return [discover_install(i.path, i.version) for i in self.installations]
+        paths = sen2cor_paths_from_env()
+        if not paths:
             raise Sen2CorError(
-                "no Sen2Cor installation configured: set Sen2CorResource.installations to the "
-                "path of an L2A_Bashrc or L2A_Process"
+                f"no Sen2Cor installation configured: set {SEN2COR_PATHS_ENV[0]} (or "
+                "Sen2CorResource.installations) to the path of an L2A_Bashrc or L2A_Process"
             )
-        return [discover_install(i.path, i.version) for i in self.installations]
+        return [discover_install(path) for path in paths]
 
     def settings(self) -> Sen2CorSettings:
         """The per-run options, checked.
@@ -93,7 +101,7 @@ class Sen2CorResource(dg.ConfigurableResource):
             resolution=self.resolution,
             gipp=Path(self.gipp).expanduser() if self.gipp else None,
             extra_args=tuple(self.extra_args),
-            timeout_s=self.timeout_s,
+            timeout_s=float(self.timeout_s),
             kill_grace_s=self.kill_grace_s,
         )
 
@@ -101,12 +109,13 @@ class Sen2CorResource(dg.ConfigurableResource):
         """The installation that will process an L1C of processing ``baseline``."""
         return choose_install(self.installs(), baseline)
 
-    def run(self, l1c_safe: Path, scratch_root: Path) -> Path:
+    def run(self, l1c_safe: Path, scratch_root: Path, *, hold_fds: Sequence[int] = ()) -> Path:
         """Make the L2A of one unpacked L1C; return the finished SAFE inside ``scratch_root``.
 
         The SAFE carries sen2chain's local L2A name and ``sen2chain_info.xml``; publish it
         with one rename (``scratch_root`` must be on the library's filesystem, e.g. a
-        ``Library.scratch()`` folder) and remove ``scratch_root`` afterwards.
+        ``Library.scratch()`` folder) and remove ``scratch_root`` afterwards. ``hold_fds``
+        (the Sen2Cor slot's lock) are inherited by Sen2Cor and held until it is gone.
 
         Raises:
             Sen2CorError: the run failed, timed out or its product is incomplete; the
@@ -118,4 +127,5 @@ class Sen2CorResource(dg.ConfigurableResource):
             self.installs(),
             self.settings(),
             logger=dg.get_dagster_logger(),
+            hold_fds=hold_fds,
         )

@@ -286,9 +286,15 @@ def test_staging_is_throttled_by_the_resource(eodc: Eodc) -> None:
 
 
 def test_without_chiller_eodc_products_go_straight_through(eodc_direct: Eodc) -> None:
-    repo = eodc_direct.defs.get_repository_def()
-    assert "staging_sensor" not in {s.name for s in repo.sensor_defs}
-    assert not (eodc_direct.defs.resources or {})["chiller"].enabled
+    resources = eodc_direct.defs.resources or {}
+    assert not resources["chiller"].enabled
+    # The sensor is there (its name resolves for `dagster sensor cursor ... --delete`) and skips.
+    with dg.build_sensor_context(
+        instance=eodc_direct.instance, definitions=eodc_direct.defs, resources=dict(resources)
+    ) as context:
+        skipped = eodc_direct.defs.get_sensor_def("staging_sensor")(context)
+    assert isinstance(skipped, dg.SkipReason)
+    assert skipped.skip_message == "no Chiller URL set: EODC products are read directly"
     discover(eodc_direct)
     (backfill,) = sense(eodc_direct, "new_acquisitions_sensor", None).run_requests
     # Cloud cover is unknown in EODC's listing, so 02-04 is launched and refused when read.

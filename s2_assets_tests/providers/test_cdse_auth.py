@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import socket
 import threading
+from pathlib import Path
 
 import pytest
 
 from s2_assets.providers.cdse_auth import (
     CdseAuthError,
+    CdseLoginRefusedError,
     CdseTokenServiceError,
     Credentials,
+    RefusalMemory,
     TokenCache,
 )
 from s2_assets_tests.cdse_standin import CdseStandin
@@ -139,3 +142,75 @@ def test_failing_token_service_is_a_retryable_error(cdse: CdseStandin) -> None:
         tokens.token()
     tokens.token()
     assert (cdse.stats.logins, cdse.stats.refreshes) == (1, 1)
+
+
+def _refusing(
+    cdse: CdseStandin, state: Path, wall: Clock, *, user: str | None = None
+) -> TokenCache:
+    username = cdse.username if user is None else user
+    memory = RefusalMemory(state, username, cdse.token_url, cooldown_s=900, clock=wall)
+    return TokenCache(cdse.token_url, Credentials(username, "not-the-Passw0rd"), refusals=memory)
+
+
+def test_a_refused_login_is_not_tried_again_in_the_run(cdse: CdseStandin, tmp_path: Path) -> None:
+    tokens = _refusing(cdse, tmp_path / "state", Clock())
+    errors = []
+    for _ in range(3):  # three products of one run
+        with pytest.raises(CdseLoginRefusedError) as refused:
+            tokens.token()
+        errors.append(str(refused.value))
+    assert cdse.stats.failed_logins == 1
+    assert errors[0].startswith(
+        f"CDSE refused the login of user '{cdse.username}' at {cdse.token_url}: HTTP 401 "
+        "(invalid_grant: Invalid user credentials); no further login with these credentials "
+        "until "
+    )
+    assert len(set(errors)) == 1
+    assert all("not-the-Passw0rd" not in e for e in errors)
+
+
+def test_the_refusal_holds_across_runs_for_the_cool_down(cdse: CdseStandin, tmp_path: Path) -> None:
+    wall = Clock()
+    state = tmp_path / "state"
+    with pytest.raises(CdseLoginRefusedError):
+        _refusing(cdse, state, wall).token()
+    (memo,) = state.iterdir()
+    text = memo.read_text()
+    assert "not-the-Passw0rd" not in text and cdse.username not in memo.name
+    wall.now += 899  # the next run, inside the cool-down: not even one request
+    with pytest.raises(CdseLoginRefusedError, match="no further login with these credentials"):
+        _refusing(cdse, state, wall).token()
+    assert cdse.stats.failed_logins == 1
+    other = _refusing(cdse, state, wall, user="bob@example.org")  # another account is tried
+    with pytest.raises(CdseLoginRefusedError):
+        other.token()
+    assert cdse.stats.failed_logins == 2
+    wall.now += 2  # cool-down over: one more try
+    with pytest.raises(CdseLoginRefusedError):
+        _refusing(cdse, state, wall).token()
+    assert cdse.stats.failed_logins == 3
+
+
+def test_a_400_invalid_grant_login_is_a_refusal_a_503_is_not(
+    cdse: CdseStandin, tmp_path: Path
+) -> None:
+    wall = Clock()
+    tokens = _refusing(cdse, tmp_path / "state", wall)
+    cdse.faults.token_errors = [503]
+    with pytest.raises(CdseTokenServiceError):
+        tokens.token()
+    assert not (tmp_path / "state").exists()
+    original = cdse.token_grant
+
+    def disabled(form: dict[str, str]) -> tuple[int, dict[str, str]]:
+        original(form)
+        return 400, {"error": "invalid_grant", "error_description": "Account disabled"}
+
+    cdse.token_grant = disabled  # type: ignore[method-assign]
+    with pytest.raises(
+        CdseLoginRefusedError, match=r"HTTP 400 \(invalid_grant: Account disabled\)"
+    ):
+        tokens.token()
+    with pytest.raises(CdseLoginRefusedError):
+        tokens.token()
+    assert cdse.stats.failed_logins == 1

@@ -12,14 +12,16 @@ import pytest
 
 from s2_assets.assets.acquisitions import build_acquisitions
 from s2_assets.assets.products import build_product_asset
+from s2_assets.definitions import build_definitions
 from s2_assets.library import Library
 from s2_assets.partitions import tile_date_partitions
 from s2_assets.resources.cdse import CdseResource
 from s2_assets.resources.library import LibraryResource
 from s2_assets.resources.providers import ArchiveResource, ProvidersResource
 from s2_assets.resources.sen2cor import Sen2CorResource
+from s2_assets.settings import Settings
 from s2_assets_tests.cdse_standin import CdseStandin
-from s2_assets_tests.providers.conftest import SENSING
+from s2_assets_tests.providers.conftest import SENSING, SERIES
 
 KEY = dg.MultiPartitionKey({"tile": "40KCB", "date": SENSING.date().isoformat()})
 DAY = SENSING.date().isoformat()
@@ -41,6 +43,7 @@ def dagster_setup(
         backoff_seconds=0.001,
         max_backoff_seconds=0.01,
         chunk_size=8192,
+        state_dir=str(tmp_path / "state"),
     )
     resources: dict[str, object] = {
         "library": LibraryResource(root=str(tmp_path / "library")),
@@ -136,3 +139,81 @@ def test_bad_checksum_fails_the_run_and_publishes_nothing(
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "1 L2A product(s) failed" in str(failure.step_failure_data.error)
     assert "does not match the catalogue" in _captured(instance, result.run_id)
+
+
+def test_a_refused_login_is_tried_once_per_run_and_not_again_in_the_cool_down(
+    cdse: CdseStandin,
+    dagster_setup: tuple[dg.DagsterInstance, dict[str, object], Library],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    instance, resources, library = dagster_setup
+    monkeypatch.setenv("CDSE_PASSWORD", "a-wrong-Passw0rd")
+    partitions = tile_date_partitions("2024-01-01")
+    acquisitions = build_acquisitions(SENSING.date())
+    l1c = build_product_asset("L1C", partitions, acquisitions)
+    days = [s.date().isoformat() for s in SERIES[:3]]
+    window = {"start": days[0], "end": days[-1], "provider": "cop_dataspace", "levels": ["L1C"]}
+    assert dg.materialize(
+        [acquisitions],
+        partition_key="40KCB",
+        instance=instance,
+        resources=resources,
+        run_config={"ops": {"acquisitions": {"config": window}}},
+    ).success
+    ranged = {
+        "dagster/asset_partition_range_start": f"{days[0]}|40KCB",
+        "dagster/asset_partition_range_end": f"{days[-1]}|40KCB",
+    }
+    messages = []
+    for _ in range(2):  # two runs, as two schedule ticks would start them
+        result = dg.materialize(
+            [l1c], instance=instance, resources=resources, tags=ranged, raise_on_error=False
+        )
+        assert not result.success
+        messages.append(_captured(instance, result.run_id))
+    # Three products in the first run, three more in the second: one refused login in all.
+    assert cdse.stats.failed_logins == 1 and cdse.stats.logins == 0
+    assert library.products("L1C", "40KCB") == []
+    for text in messages:
+        assert f"CDSE refused the login of user '{cdse.username}'" in text
+        assert "a-wrong-Passw0rd" not in text
+    assert "no further login with these credentials until" in messages[1]
+
+
+def test_the_code_location_reaches_a_cdse_mirror_set_by_environment_only(
+    cdse: CdseStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        "S2_DATA_HOME": str(tmp_path / "library"),
+        "S2_DATE_START": "2024-01-01",
+        "S2_DEFAULT_PROVIDER": "cop_dataspace",
+        "S2_CDSE_CATALOGUE_URL": cdse.catalogue_url,
+        "S2_CDSE_DOWNLOAD_URL": cdse.download_url,
+        "S2_CDSE_TOKEN_URL": cdse.token_url,
+        "S2_CDSE_TRUSTED_HOSTS": "localhost",  # the stand-in's byte server, as zipper is
+        "S2_STATE_DIR": str(tmp_path / "state"),
+        "S2_CDSE_LOGIN_COOLDOWN_S": "60",
+        "CDSE_USERNAME": cdse.username,
+        "CDSE_PASSWORD": cdse.password,
+    }.items():
+        monkeypatch.setenv(name, value)
+    defs = build_definitions(Settings.from_env())
+    providers = (defs.resources or {})["providers"]
+    # Only the variables' names are in the definitions (and so in the UI), not their values.
+    assert providers.cop_dataspace.catalogue_url == dg.EnvVar("S2_CDSE_CATALOGUE_URL")
+    job = defs.resolve_implicit_global_asset_job_def()
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("tiles", ["40KCB"])
+        window = {"start": DAY, "end": DAY, "levels": ["L1C"]}
+        assert job.execute_in_process(
+            instance=instance,
+            asset_selection=[dg.AssetKey("acquisitions")],
+            partition_key="40KCB",
+            run_config={"ops": {"acquisitions": {"config": window}}},
+        ).success
+        assert job.execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey("l1c")], partition_key=KEY
+        ).success
+    assert len(cdse.stats.searches) >= 1 and cdse.stats.logins == 1
+    assert cdse.stats.completed_streams >= 1
+    assert Library(tmp_path / "library").products("L1C", "40KCB") != []

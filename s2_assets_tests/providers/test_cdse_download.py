@@ -223,6 +223,15 @@ def test_md5_is_used_without_blake3(
         verify_zip(path, ProductRecord(**{**l1c.__dict__, "checksums": broken}))
 
 
+def test_a_catalogue_listing_md5_only_is_verified_with_md5(
+    cdse: CdseStandin, sleeps: SleepRecorder, cdse_zips: dict[str, Path], tmp_path: Path
+) -> None:
+    cdse.faults.blake3_offered = False
+    record = _record(cdse, sleeps, cdse_zips["l1c"])
+    assert set(record.checksums) == {"MD5"}
+    assert verify_zip(make_provider(cdse, sleeps).fetch(record, tmp_path), record) == "MD5"
+
+
 def test_without_checksums_the_zip_crcs_are_checked(l1c: ProductRecord, tmp_path: Path) -> None:
     bare = ProductRecord(**{**l1c.__dict__, "checksums": {}, "size": None})
     good = tmp_path / "good.zip"
