@@ -1,4 +1,8 @@
-"""The ``s2-assets`` command: the demo, the UI on it, and job files (``s2-assets jobs``)."""
+"""The ``s2-assets`` command: the demo, the UI on it, and job files (``s2-assets jobs``).
+
+Errors print as one or two lines (what is wrong, the value, what to do); ``--debug``
+anywhere on the command line shows the traceback instead.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from s2_assets import catalogue
+from s2_assets.cli_env import CliError, dagster_home, library_root, load_env_file, provider_problem
+from s2_assets.errors import S2AssetsError
 from s2_assets.jobs.commands import add_jobs_parser
+from s2_assets.jobs.jobfile import job_path, load_job
+from s2_assets.jobs.model import JobFile, JobFileProblems
 from s2_assets.jobs.run_now import run_job_now, submit_job
 from s2_assets.library import Library, default_root
 from s2_assets.quickstart import DemoPaths, run_demo
@@ -16,43 +25,81 @@ from s2_assets.quickstart import DemoPaths, run_demo
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _command_prefix() -> str:
+    """How to call this command again from the working directory (``.venv/bin/s2-assets``)."""
+    script = Path(sys.executable).with_name("s2-assets")
+    if not script.exists():
+        return f"{sys.executable} -m s2_assets.cli"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
 def _demo(args: argparse.Namespace) -> int:
-    paths = DemoPaths(Path(args.dir).resolve())
+    base = Path(args.dir)
+    paths = DemoPaths(base.resolve())
     counts = run_demo(paths, REPO_ROOT / "dagster.yaml", size=args.size)
     print(f"Demo library: {paths.library}  ({counts['L1C']} L1C, {counts['L2A']} L2A products)")
     print(f"Dagster instance: {paths.dagster_home}")
-    print("Open the UI (assets, partitions, runs) with:")
-    print(f"  {sys.executable} -m s2_assets.cli ui --dir {args.dir}")
+    default = base == Path("demo_data")
+    env_file = paths.env_file
+    where = f"s2-assets reads it when run from {Path.cwd()}" if default else "pass --env-file"
+    print(f"Settings: {env_file} ({where}; no exports needed)")
+    option = "" if default else f" --env-file {env_file}"
+    print("Open the UI (assets, partitions, runs; Ctrl-C stops it) with:")
+    print(f"  {_command_prefix()}{option} ui")
     return 0
 
 
 def _ui(args: argparse.Namespace) -> int:
-    """Replace this process with ``dagster dev`` on the demo's instance and library."""
-    paths = DemoPaths(Path(args.dir).resolve())
-    env = {**os.environ, **paths.environment()}
+    """Replace this process with ``dagster dev`` on the configured instance and library."""
+    home = dagster_home()
+    workspace = REPO_ROOT / "workspace.yaml"
+    if not workspace.is_file():
+        raise CliError(
+            f"no workspace.yaml beside the installed package ({REPO_ROOT}): `s2-assets ui` "
+            "needs a checkout installed with `pip install -e .`; clone the repository and "
+            "run it from there."
+        )
     dagster = Path(sys.executable).with_name("dagster")
-    argv = [
-        str(dagster),
-        "dev",
-        "-w",
-        str(REPO_ROOT / "workspace.yaml"),
-        "-h",
-        args.host,
-        "-p",
-        str(args.port),
-    ]
-    os.chdir(REPO_ROOT)
+    argv = [str(dagster), "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
+    # `dagster dev` is superseded by the `dg` tool, which this project does not use: the
+    # warning asks for nothing a user of this command can do.
+    env = {**os.environ, "PYTHONWARNINGS": "ignore:Function `dev_command` is superseded"}
+    print(f"s2-assets ui: instance {home}, library {default_root()}", file=sys.stderr)
+    # From DAGSTER_HOME: a dagster.yaml in the working directory that is not the
+    # instance's makes Dagster warn that it is ignored.
+    os.chdir(home)
     os.execve(argv[0], argv, env)
+
+
+def _existing_job(lib: Library, jid: str) -> JobFile:
+    path = job_path(lib.jobs_dir, jid)
+    if not path.is_file():
+        known = sorted(p.stem.removeprefix("job_") for p in lib.jobs_dir.glob("job_*.cfg"))
+        raise CliError(
+            f"unknown job {jid!r}: no {path.name} in {lib.jobs_dir}; existing: "
+            f"{', '.join(known) or 'none'}.\nCreate it with `s2-assets jobs new {jid}`."
+        )
+    return load_job(path)
 
 
 def _run(args: argparse.Namespace) -> int:
     """sen2chain's ``Job.run()``: in this process, or through a running webserver."""
     lib = Library(default_root())
+    job = _existing_job(lib, args.jid)
     if args.webserver:
         run_ids = submit_job(args.webserver, lib, args.jid, args.location)
         print(f"submitted {len(run_ids)} discovery run(s): {', '.join(run_ids)}")
         print("new_acquisitions_sensor (dagster-daemon) launches the backfill of what they find")
         return 0
+    dagster_home()
+    problems = sorted(
+        {p for t in job.tasks if t.enabled for p in [provider_problem(t.provider)] if p}
+    )
+    if problems:
+        raise CliError(f"job {args.jid!r}: " + "; ".join(problems))
     import dagster as dg
 
     from s2_assets.definitions import build_definitions
@@ -64,6 +111,8 @@ def _run(args: argparse.Namespace) -> int:
         f"{args.jid}: {summary.discovery_runs} discovery run(s), {summary.product_runs} "
         f"product run(s) over {summary.partitions} partition(s)"
     )
+    for line in empty_tiles(lib, job):
+        print(line)
     return 0
 
 
@@ -90,10 +139,29 @@ def _clean(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def empty_tiles(lib: Library, job: JobFile) -> list[str]:
+    """A hint for each enabled tile of ``job`` whose catalogue holds no product."""
+    lines = []
+    for task in job.tasks:
+        if not task.enabled or catalogue.read_table(lib.acquisitions_path(task.tile)):
+            continue
+        where = {
+            "archive": "S2_ARCHIVE_ROOT",
+            "local": "S2_ARCHIVE_ROOT",
+            "eodc": "S2_EODC_ROOT",
+        }.get(task.provider)
+        hint = f"that {where} holds its zips" if where else "the provider's credentials"
+        lines.append(
+            f"{task.tile}: 0 products from provider {task.provider!r} (line {task.line}): "
+            f"check the tile id, the task's window and {hint}"
+        )
+    return lines
+
+
 def schedule_status(name: str) -> str | None:
     """``running``/``stopped`` for a schedule in the ``$DAGSTER_HOME`` instance; None if
     there is no instance to ask. A schedule never started is stopped (its default)."""
-    if not os.environ.get("DAGSTER_HOME"):
+    if not Path(os.environ.get("DAGSTER_HOME") or "/nonexistent").is_dir():
         return None
     import dagster as dg  # the rest of the CLI should not pay for importing Dagster
 
@@ -106,6 +174,12 @@ def schedule_status(name: str) -> str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s2-assets", description=__doc__)
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        help="settings file to read (default: ./.env, else ./demo_data/.env)",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="build a demo archive and run the pipeline on it")
     demo.add_argument(
@@ -115,8 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--size", type=int, default=120, help="pixels per side at 10 m (multiple of 6)"
     )
     demo.set_defaults(handler=_demo)
-    ui = commands.add_parser("ui", help="start the Dagster UI on the demo's instance")
-    ui.add_argument("--dir", default="demo_data")
+    ui = commands.add_parser("ui", help="start the Dagster UI (dagster dev) on DAGSTER_HOME")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(handler=_ui)
@@ -136,9 +209,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that work on the library at S2_DATA_HOME (checked before they start).
+_LIBRARY_COMMANDS = ("jobs", "run", "clean", "ui")
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost of our own errors behind ``exc`` (Dagster wraps what a step raised)."""
+    found: BaseException = exc
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, S2AssetsError):
+            found = current
+        current = current.__cause__ or current.__context__
+    return found
+
+
+def error_text(command: str, exc: BaseException) -> str:
+    """One or two lines for ``exc``: ours as they are, anything else with its type."""
+    cause = _root_cause(exc)
+    if isinstance(cause, JobFileProblems):
+        return str(cause)
+    if isinstance(cause, S2AssetsError):
+        return f"s2-assets {command}: {cause}"
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return (
+        f"s2-assets {command}: {type(cause).__name__}: {first}\n"
+        "(run again with --debug for the traceback)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is accepted anywhere, so it can be added to a command as it was typed.
+    debug = "--debug" in argv
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    try:
+        load_env_file(args.env_file)
+        if args.command in _LIBRARY_COMMANDS:
+            creating = args.command == "jobs" and args.jobs_command in ("new", "add-task")
+            _root, warning = library_root(create=creating)
+            if warning:
+                print(warning, file=sys.stderr)
+        return int(args.handler(args))
+    except Exception as exc:
+        if debug:
+            raise
+        print(error_text(args.command, exc), file=sys.stderr)
+        return 2 if isinstance(exc, CliError) else 1
 
 
 if __name__ == "__main__":

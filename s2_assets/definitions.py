@@ -144,7 +144,7 @@ def build_definitions(
         # BackfillPolicy and MultiToSingleDimensionPartitionMapping are "beta" in 1.13 but are
         # exactly what ranged runs over tile x date need; the warning says nothing actionable.
         warnings.simplefilter("ignore", dg.BetaWarning)
-        partitions = tile_date_partitions(settings.date_start)
+        partitions = tile_date_partitions(settings.date_start, settings.date_end)
         acquisitions = build_acquisitions(settings.first_day)
         l1c = build_product_asset("L1C", partitions, acquisitions)
         l2a = build_product_asset("L2A", partitions, acquisitions)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -20,11 +20,17 @@ TILES = dg.DynamicPartitionsDefinition(name="tiles")
 DEFAULT_DATE_START = "2015-06-23"
 
 
-def tile_date_partitions(start: str = DEFAULT_DATE_START) -> dg.MultiPartitionsDefinition:
-    """tiles x UTC sensing day from ``start``; today's day is included (``end_offset=1``)."""
-    return dg.MultiPartitionsDefinition(
-        {"tile": TILES, "date": dg.DailyPartitionsDefinition(start_date=start, end_offset=1)}
-    )
+def tile_date_partitions(
+    start: str = DEFAULT_DATE_START, end: str = ""
+) -> dg.MultiPartitionsDefinition:
+    """tiles x UTC sensing day from ``start``; up to today included (``end_offset=1``), or
+    up to ``end`` included when given (a fixed range, as the demo's)."""
+    if end:
+        last = date.fromisoformat(end) + timedelta(days=1)  # Dagster's end_date is exclusive
+        days = dg.DailyPartitionsDefinition(start_date=start, end_date=last.isoformat())
+    else:
+        days = dg.DailyPartitionsDefinition(start_date=start, end_offset=1)
+    return dg.MultiPartitionsDefinition({"tile": TILES, "date": days})
 
 
 @dataclass(frozen=True, order=True)

@@ -3,11 +3,15 @@
 Builds a demo archive of product zips, points the library and a SQLite ``DAGSTER_HOME`` into
 ``demo_data/``, registers the tiles, and materializes ``acquisitions``, then ``l1c``,
 ``l2a``, ``cloudmask`` and three indices as one ranged run per tile, as a backfill would.
+Its settings go to ``demo_data/.env``, which ``s2-assets`` (and ``dagster dev`` started in
+that folder) reads, so later commands need no exports. Its ``date`` partitions cover only
+the days around its products (2022-01-15 to 2022-02-10), so the partition grid is readable.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +39,14 @@ clean_after = False
 process_by_line = 0
 
 tile;date_min;date_max;max_clouds;provider;filter_max_pb;download;compute_l2a;cloudmasks;indices;remove;comments
-40KCB;2022-01-01;2022-02-10;80;archive;True;l1c;False;CM004-CSH1-CMP1-CHP1-TCI1-ITER0;NDVI/NDWIGAO/EVI;;Reunion
-31UFS;2022-01-01;2022-02-10;80;archive;True;l1c;False;CM004-CSH1-CMP1-CHP1-TCI1-ITER0;NDVI/NDWIGAO/EVI;;Paris
+40KCB;2022-01-15;2022-02-10;80;archive;True;l1c;False;CM004-CSH1-CMP1-CHP1-TCI1-ITER0;NDVI/NDWIGAO/EVI;;Reunion
+31UFS;2022-01-15;2022-02-10;80;archive;True;l1c;False;CM004-CSH1-CMP1-CHP1-TCI1-ITER0;NDVI/NDWIGAO/EVI;;Paris
 """
 DEMO_ASSETS = ("l1c", "l2a", "cloudmask", "ndvi", "ndwigao", "evi")
+DEMO_DATE_START, DEMO_DATE_END = "2022-01-15", "2022-02-10"
+# The runs' events are recorded in the instance all the same; the console shows INFO and up
+# (Dagster's default, DEBUG, prints every event of every step).
+QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 @dataclass(frozen=True)
@@ -59,13 +67,23 @@ class DemoPaths:
     def dagster_home(self) -> Path:
         return self.base / "dagster_home"
 
+    @property
+    def env_file(self) -> Path:
+        return self.base / ".env"
+
     def environment(self) -> dict[str, str]:
         return {
             "DAGSTER_HOME": str(self.dagster_home),
             "S2_DATA_HOME": str(self.library),
             "S2_ARCHIVE_ROOT": str(self.archive),
-            "S2_DATE_START": "2022-01-01",
+            "S2_DATE_START": DEMO_DATE_START,
+            "S2_DATE_END": DEMO_DATE_END,
         }
+
+
+def _env_text(values: dict[str, str]) -> str:
+    lines = [f"{name}={shlex.quote(value)}" for name, value in values.items()]
+    return "# Written by `s2-assets demo`: the demo's settings.\n" + "\n".join(lines) + "\n"
 
 
 def prepare(paths: DemoPaths, instance_config: Path) -> None:
@@ -75,7 +93,11 @@ def prepare(paths: DemoPaths, instance_config: Path) -> None:
     jobs.mkdir(parents=True, exist_ok=True)
     (jobs / "job_demo.cfg").write_text(DEMO_JOB, encoding="utf-8")
     shutil.copyfile(instance_config, paths.dagster_home / "dagster.yaml")
-    os.environ.update(paths.environment())
+    environment = paths.environment()
+    scratch = paths.env_file.with_name(".env.part")
+    scratch.write_text(_env_text(environment), encoding="utf-8")
+    scratch.replace(paths.env_file)
+    os.environ.update(environment)
 
 
 def run_demo(paths: DemoPaths, instance_config: Path, *, size: int = 120) -> dict[str, int]:
@@ -92,7 +114,10 @@ def run_demo(paths: DemoPaths, instance_config: Path, *, size: int = 120) -> dic
                 asset_selection=[dg.AssetKey("acquisitions")],
                 partition_key=tile,
                 tags={JOB_TAG: "demo"},
-                run_config={"ops": {"acquisitions": {"config": {"start": "2022-01-01"}}}},
+                run_config={
+                    "ops": {"acquisitions": {"config": {"start": DEMO_DATE_START}}},
+                    **QUIET,
+                },
             )
             if not result.success:
                 raise RuntimeError(f"acquisitions failed for {tile}")
@@ -102,7 +127,7 @@ def run_demo(paths: DemoPaths, instance_config: Path, *, size: int = 120) -> dic
             DEMO_ASSETS,
             [TileDate(p.tile, p.sensing.date()) for p in DEMO_PRODUCTS],
             {JOB_TAG: "demo"},
-            {"ops": {op: {"config": {"max_cloud": 80.0}} for op in ("l1c", "l2a")}},
+            {"ops": {op: {"config": {"max_cloud": 80.0}} for op in ("l1c", "l2a")}, **QUIET},
         )
     library = paths.library / "data"
     return {level: sum(1 for _ in (library / level).glob("*/*.SAFE")) for level in ("L1C", "L2A")}

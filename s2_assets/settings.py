@@ -97,6 +97,7 @@ class Settings:
         data_home: Library root (``S2_DATA_HOME``, default ``~/sen2chain_data``).
         archive_root: Local archive of product zips (``S2_ARCHIVE_ROOT``); empty: none.
         date_start: First day of the ``date`` partitions (``S2_DATE_START``).
+        date_end: Last day of the ``date`` partitions (``S2_DATE_END``); empty: today.
         default_provider: Provider for tasks that name none (``S2_DEFAULT_PROVIDER``).
         timezone: Time zone of the job files' ``timing`` crons (``S2_TIMEZONE``).
         eodc_root: EODC's product tree (``S2_EODC_ROOT``).
@@ -115,6 +116,7 @@ class Settings:
     data_home: Path
     archive_root: str = ""
     date_start: str = DEFAULT_DATE_START
+    date_end: str = ""
     default_provider: str = "archive"
     timezone: str = "UTC"
     eodc_root: str = "/eodc/products/copernicus.eu"
@@ -127,16 +129,19 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         start = os.environ.get("S2_DATE_START", DEFAULT_DATE_START)
-        try:
-            date.fromisoformat(start)
-        except ValueError as exc:
-            raise ValueError(
-                f"S2_DATE_START={start!r} is not a date (expected YYYY-MM-DD)"
-            ) from exc
+        end = os.environ.get("S2_DATE_END", "").strip()
+        for name, value in (("S2_DATE_START", start), ("S2_DATE_END", end or start)):
+            try:
+                date.fromisoformat(value)
+            except ValueError as exc:
+                raise ValueError(f"{name}={value!r} is not a date (expected YYYY-MM-DD)") from exc
+        if end and end < start:
+            raise ValueError(f"S2_DATE_END={end} is before S2_DATE_START={start}")
         return cls(
             data_home=default_root(),
             archive_root=os.environ.get("S2_ARCHIVE_ROOT", ""),
             date_start=start,
+            date_end=end,
             default_provider=os.environ.get("S2_DEFAULT_PROVIDER", "archive"),
             timezone=os.environ.get("S2_TIMEZONE", "UTC"),
             eodc_root=os.environ.get("S2_EODC_ROOT", "/eodc/products/copernicus.eu"),

@@ -106,6 +106,13 @@ def build_acquisitions(first_day: date) -> dg.AssetsDefinition:
             context.log.info(
                 f"{tile}: {len(found)} products in {start}..{end}, {len(merged.new)} new"
             )
+            if not found:
+                root = getattr(provider, "root", None)
+                where = f" and that {root} holds its zips" if root else ""
+                context.log.warning(
+                    f"{tile}: provider {provider.name!r} has no product in {start}..{end}: "
+                    f"check the tile id, the window{where}"
+                )
         return dg.MaterializeResult(
             metadata={
                 **totals,

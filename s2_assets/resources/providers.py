@@ -25,7 +25,11 @@ class ArchiveResource(dg.ConfigurableResource):
 
     def provider(self, name: str) -> ArchiveProvider:
         if not self.root:
-            raise ProviderError(f"provider {name!r} has no archive root configured")
+            variable = "S2_EODC_ROOT" if name == "eodc" else "S2_ARCHIVE_ROOT"
+            raise ProviderError(
+                f"provider {name!r} has no archive root configured: set {variable} to the "
+                "folder of product zips"
+            )
         return ArchiveProvider(
             Path(self.root), name=name, template=self.template, read_metadata=self.read_metadata
         )
