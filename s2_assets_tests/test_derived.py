@@ -66,3 +66,55 @@ def test_l2a_cloudmask_and_two_indices_in_one_ranged_run(tmp_path: Path) -> None
     assert (masked_values == 32767).sum() > (raw_values == 32767).sum()
     mask_dir = library / "data" / "CLOUDMASKS" / "31UFS" / l2a_dir.name
     assert (mask_dir / f"{l2a_dir.name}_CM004-CSH1-CMP1-CHP1-TCI1-ITER0.tif").is_file()
+
+
+def test_rematerializing_kept_masks_records_what_the_partition_holds(tmp_path: Path) -> None:
+    """Masks already on disk are kept, and each partition's metadata still lists them."""
+    archive = tmp_path / "archive"
+    build_archive(archive, [p for p in DEMO_PRODUCTS if p.tile == "31UFS"], size=12)
+    library = tmp_path / "library"
+    defs = build_definitions(
+        Settings(data_home=library, archive_root=str(archive), date_start="2022-01-01")
+    )
+    job = defs.resolve_implicit_global_asset_job_def()
+    specs = {"ops": {"cloudmask": {"config": {"specs": ["CM001", "CM004"]}}}}
+
+    def masks(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, dg.MetadataValue]]:
+        return {
+            str(m.partition): m.metadata for m in result.asset_materializations_for_node("cloudmask")
+        }
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("tiles", ["31UFS"])
+        assert job.execute_in_process(
+            instance=instance,
+            asset_selection=[dg.AssetKey("acquisitions")],
+            partition_key="31UFS",
+            run_config={"ops": {"acquisitions": {"config": {"start": "2022-01-01"}}}},
+        ).success
+        first = job.execute_in_process(
+            instance=instance,
+            asset_selection=[dg.AssetKey(k) for k in ("l2a", "cloudmask")],
+            tags=RANGE,
+            run_config=specs,
+        )
+        again = job.execute_in_process(
+            instance=instance,
+            asset_selection=[dg.AssetKey("cloudmask")],
+            tags=RANGE,
+            run_config=specs,
+        )
+    before, after = masks(first), masks(again)
+    day, empty = "2022-01-22|31UFS", "2022-01-23|31UFS"
+    assert before[day]["written_now"].value == 2 and after[day]["written_now"].value == 0
+    assert after[day]["count"].value == 2 and after[empty]["count"].value == 0
+    assert after[empty]["written_now"].value == 0  # per partition, not the run's total
+    assert after[day]["files"].value == before[day]["files"].value  # same stats, read back
+    assert after[day]["quicklook"].value == before[day]["quicklook"].value
+    paths = [f["path"] for f in after[day]["files"].value]  # type: ignore[union-attr]
+    assert [Path(p).name.rsplit("_", 1)[-1] for p in paths] == [
+        "CM001.tif",
+        "CM004-CSH1-CMP1-CHP1-TCI1-ITER5.tif",  # sen2chain's defaults fill the short spec
+    ]
+    assert len(after[day]["provenance"].value) == 2  # type: ignore[arg-type]
+    assert "masks_written" not in after[day]

@@ -2,7 +2,9 @@
 
 Both work on the L2A product(s) of each (tile, date) the run covers; which mask specs and
 indices a partition gets comes from run config, else its governing job task, else the
-defaults. Existing outputs are kept unless ``reprocess`` is set.
+defaults. Existing masks are kept unless ``reprocess`` is set. Each partition's metadata
+describes every file it holds, kept or written now (``files``, ``count``, ``provenance``,
+``quicklook``); ``written_now`` counts the files this run wrote for that partition.
 """
 
 from collections.abc import Sequence
@@ -16,6 +18,7 @@ from s2_assets.partitions import TileDate
 from s2_assets.products import read_metadata
 from s2_assets.provenance import metadata_for, record_outputs
 from s2_assets.raster.compute import compute_cloud_masks, compute_indices
+from s2_assets.raster.describe import describe_mask
 from s2_assets.raster.types import SideProducts, WrittenRaster
 from s2_assets.resources.library import LibraryResource
 from s2_assets.specs import DEFAULT_MASK_SPEC, INDEX_NAMES, parse_mask_spec
@@ -80,37 +83,48 @@ def build_cloudmask_asset(
         """One cloud-mask file per requested spec for each L2A of the tile and day."""
         lib = library.library()
         options_of = RunOptions(context, lib)
-        total = 0
         for raw_key in context.partition_keys:
             key = TileDate.parse(raw_key)
             specs = _specs(config.specs or list(options_of(key).cloudmasks) or [DEFAULT_MASK_SPEC])
-            written: list[WrittenRaster] = []
+            held: list[WrittenRaster] = []
+            written_now = 0
             for product in lib.products("L2A", key.tile, key.date):
                 out_dir = lib.mask_dir(key.tile, product.id)
-                todo = [
-                    s
+                existing = {
+                    s: out_dir / f"{product.id}_{s}.{config.fmt}"
                     for s in specs
-                    if config.reprocess or not (out_dir / f"{product.id}_{s}.{config.fmt}").exists()
-                ]
-                if not todo:
-                    continue
-                new = compute_cloud_masks(
-                    product_id=product.id,
-                    safe_dir=product.path,
-                    side_products=SideProducts.find(out_dir),
-                    metadata=read_metadata(product.path),
-                    specs=todo,
-                    out_dir=out_dir,
-                    fmt=config.fmt,
+                    if not config.reprocess
+                    and (out_dir / f"{product.id}_{s}.{config.fmt}").exists()
+                }
+                todo = [s for s in specs if s not in existing]
+                new = (
+                    compute_cloud_masks(
+                        product_id=product.id,
+                        safe_dir=product.path,
+                        side_products=SideProducts.find(out_dir),
+                        metadata=read_metadata(product.path),
+                        specs=todo,
+                        out_dir=out_dir,
+                        fmt=config.fmt,
+                    )
+                    if todo
+                    else []
                 )
                 record_outputs(product.path, new)
-                written += new
-            total += len(written)
+                written_now += len(new)
+                # Kept files are described too: metadata says what the partition holds.
+                by_spec = {w.name: w for w in new}
+                by_spec |= {s: describe_mask(path, spec=s) for s, path in existing.items()}
+                held += [by_spec[s] for s in specs if s in by_spec]
             context.add_asset_metadata(
-                {"specs": dg.MetadataValue.json(specs), **_written_metadata(written)},
+                {
+                    "specs": dg.MetadataValue.json(specs),
+                    **_written_metadata(held),
+                    "written_now": written_now,
+                },
                 partition_key=raw_key,
             )
-        return dg.MaterializeResult(metadata={"masks_written": total})
+        return dg.MaterializeResult()
 
     return cloudmask
 

@@ -92,7 +92,11 @@ def add_jobs_parser(
     new.add_argument("jid")
     new.add_argument("--timing", default="0 0 * * *", help="cron expression (default daily 0:00)")
     new.add_argument("--logs", action="store_true", help="write sen2chain's per-run log file")
-    new.add_argument("--provider", default="cop_dataspace", help="the job's default provider")
+    new.add_argument(
+        "--provider",
+        default="cop_dataspace",
+        help="the job's provider, also written in the template row (default cop_dataspace)",
+    )
     new.add_argument("--empty", action="store_true", help="leave out the 40KCB template row")
     new.set_defaults(handler=handler(_new))
 
@@ -233,7 +237,14 @@ def _validate(args: argparse.Namespace, jobs_dir: Path) -> int:
 
 
 def _new(args: argparse.Namespace, jobs_dir: Path) -> int:
-    settings = JobSettings(logs=args.logs, timing=args.timing, provider=args.provider)
+    # A new job cleans nothing until asked to: the library clean removes files.
+    settings = JobSettings(
+        logs=args.logs,
+        timing=args.timing,
+        provider=args.provider,
+        clean_before=False,
+        clean_after=False,
+    )
     job = writer.new_job(jobs_dir, args.jid, settings=settings, template_row=not args.empty)
     print(f"wrote {job.path} ({len(job.tasks)} task(s))")
     return 0

@@ -9,8 +9,9 @@ names ``l1c``, ``l2a`` and ``cloudmask`` mean ``download``, ``compute_l2a``, ``c
 Where we are stricter than sen2chain, on purpose: an unknown setting or column, a row with
 more cells than the header, or any value outside its forms is an error naming the file,
 line, column and value and listing what is valid (sen2chain silently dropped or defaulted
-them). Every problem of a file is reported at once. A row shorter than the header reads
-its missing trailing cells as empty, as sen2chain did. Rows are checked only once the
+them). Every problem of a file is reported at once. A row with fewer cells than the header
+is an error naming the count (sen2chain read the missing trailing cells as empty, but a cell
+left out in the middle shifts every later one). Rows are checked only once the
 header is valid (until then their columns are unknown). ``!`` rows are parsed and validated
 too, so re-enabling one can never break the job. The typed result lives in
 :mod:`s2_assets.jobs.model`.
@@ -224,6 +225,15 @@ class _Parser:
                 f"row has {len(raw)} cells but the header has {len(columns)}; remove the extra "
                 "';' (a comment cannot hold ';' or '#')",
             )
+        elif len(raw) < len(columns):
+            # Which cell is missing cannot be known: the cells after it would be read one
+            # column off, so their values are not checked.
+            self.problem(
+                number,
+                f"row has {len(raw)} cells but the header has {len(columns)} "
+                f"({';'.join(columns)}); give every column a cell, empty ones included",
+            )
+            return None
         values = dict(zip(columns, raw + [""] * (len(columns) - len(raw)), strict=False))
         tile_text = values["tile"]
         enabled = "!" not in tile_text

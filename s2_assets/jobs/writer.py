@@ -127,7 +127,8 @@ def new_job(
         jobs_dir: the library's ``config/jobs`` folder (created if missing).
         jid: the job id; letters, digits and ``_``.
         settings: the settings to write; sen2chain's defaults when None.
-        template_row: write sen2chain's ``40KCB`` example row (as sen2chain does).
+        template_row: write sen2chain's ``40KCB`` example row (as sen2chain does), with
+            the provider of ``settings``.
 
     Raises:
         JobFileError: if the jid is invalid or the job already exists.
@@ -138,8 +139,11 @@ def new_job(
     path = job_path(jobs_dir, jid)
     if path.exists():
         raise JobFileError(f"job {jid!r} already exists: {path}; edit it or pick another id")
-    rows = f"{';'.join(TEMPLATE_ROW.get(c, '') for c in COLUMNS)}\n" if template_row else ""
-    text = f"{_DOCUMENTATION}\n{render_settings(settings or JobSettings())}\n"
+    settings = settings or JobSettings()
+    # The template row names the job's provider, so the job's first run goes where it says.
+    row = {**TEMPLATE_ROW, "provider": settings.provider}
+    rows = f"{';'.join(row.get(c, '') for c in COLUMNS)}\n" if template_row else ""
+    text = f"{_DOCUMENTATION}\n{render_settings(settings)}\n"
     text += f"{';'.join(COLUMNS)}\n{rows}"
     job = _validated(text, path)
     jobs_dir.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from s2_assets.jobs.jobfile import load_job
 BROKEN = (
     "logs = perhaps\ntiming = 0 0 * * *\n"
     "tile;date_min;date_max;max_clouds;download;compute_l2a;cloudmasks;indices;remove\n"
-    "40KCB;soon\n"
+    "40KCB;soon;;;;;;;\n"
 )
 
 

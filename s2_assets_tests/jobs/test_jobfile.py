@@ -213,8 +213,18 @@ def test_bang_anywhere_disables_and_ids_count_disabled_rows() -> None:
     assert job.header_line == 3
 
 
-def test_short_rows_read_missing_cells_as_empty() -> None:
-    _, (task,) = parse(job_text("40KCB;2020-01-01"))
+def test_a_short_row_is_a_cell_count_error() -> None:
+    # 11 of 12 cells: the cell count, not a wrong value in a shifted column.
+    shifted = "40KCB;2020-01-01;today;archive;True;l1c;False;;;;Reunion"
+    for row, count in (("40KCB;2020-01-01", 2), (shifted, 11)):
+        (found,) = problems(job_text(row))
+        assert found.line == 4 and found.column is None
+        assert found.message.startswith(f"row has {count} cells but the header has 12 (tile;")
+        assert "give every column a cell, empty ones included" in found.message
+
+
+def test_empty_cells_read_as_empty() -> None:
+    _, (task,) = parse(job_text("40KCB;2020-01-01;;;;;;;;;;"))
     assert task.date_min.fixed == date(2020, 1, 1)
     assert task.max_clouds == 100 and task.comments == ""
 
@@ -344,7 +354,7 @@ def test_jid_must_make_dagster_names() -> None:
 
 def test_exception_message_lists_every_problem() -> None:
     with pytest.raises(JobFileProblems) as caught:
-        parse_job_text(job_text("40KCB;x;y"), PATH)
+        parse_job_text(job_text("40KCB;x;y;;;;;;;;;"), PATH)
     message = str(caught.value)
     assert message.startswith(f"job file {PATH} has 2 problems:")
     assert f"{PATH}:4: column 'date_min'" in message and f"{PATH}:4: column 'date_max'" in message
@@ -363,7 +373,7 @@ def test_load_job_reads_the_file_and_reports_bad_encoding(tmp_path: Path) -> Non
 
 def test_a_broken_file_never_stops_the_others(tmp_path: Path) -> None:
     (tmp_path / "job_b_good.cfg").write_text(job_text(EXAMPLE_ROW), encoding="utf-8")
-    (tmp_path / "job_a_broken.cfg").write_text(job_text("40KCB;today+1"), encoding="utf-8")
+    (tmp_path / "job_a_broken.cfg").write_text(job_text("40KCB;today+1;;;;;;;;;;"), encoding="utf-8")
     (tmp_path / "job_c_good.cfg").write_text(job_text(), encoding="utf-8")
     (tmp_path / "notes.cfg").write_text("not a job", encoding="utf-8")
     (tmp_path / ".job_d.cfg.123.tmp").write_text("half written", encoding="utf-8")
