@@ -81,7 +81,8 @@ def test_rematerializing_kept_masks_records_what_the_partition_holds(tmp_path: P
 
     def masks(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, dg.MetadataValue]]:
         return {
-            str(m.partition): m.metadata for m in result.asset_materializations_for_node("cloudmask")
+            str(m.partition): m.metadata
+            for m in result.asset_materializations_for_node("cloudmask")
         }
 
     with dg.instance_for_test() as instance:

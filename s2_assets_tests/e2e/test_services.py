@@ -24,7 +24,7 @@ import dagster as dg
 import pytest
 
 from s2_assets.demo import DEMO_PRODUCTS, DEMO_TILES, product_name
-from s2_assets_tests.e2e.conftest import REPO, Deployment
+from s2_assets_tests.e2e.conftest import Deployment
 from s2_assets_tests.e2e.graphql import GraphQL, poll
 from s2_assets_tests.e2e.postgres import pid_alive
 
@@ -37,7 +37,16 @@ PRODUCT_ASSETS = ("l1c", "l2a", "cloudmask", "ndvi")
 BACKFILL_TIMEOUT_S = 420
 # The partition the browser opens: 40KCB has two baselines that day (04.00 and 05.09).
 OPEN_KEY = "2022-01-30|40KCB"
-SCREENSHOTS = Path(os.environ.get("S2_E2E_SCREENSHOTS", REPO / "docs"))
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the browser saves its screenshots: a temporary folder, so a test run leaves the
+    checkout as it was; ``S2_E2E_SCREENSHOTS=docs .ci/e2e.sh`` refreshes the docs images."""
+    chosen = os.environ.get("S2_E2E_SCREENSHOTS")
+    folder = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def tile_ranges() -> dict[str, tuple[date, date]]:
@@ -206,17 +215,16 @@ def test_backfills_through_graphql_materialize_the_products(
 
 
 def test_browser_shows_the_ndvi_partitions_and_quicklook(
-    backfills: Backfills, services: Deployment
+    backfills: Backfills, services: Deployment, screenshots: Path
 ) -> None:
     node = shutil.which("node")
     assert node, "node is not installed (.ci/e2e.sh installs Node and playwright-core)"
     assert os.environ.get("NODE_PATH"), "NODE_PATH must hold playwright-core (.ci/e2e.sh sets it)"
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     first = min(a for a, _ in tile_ranges().values()) - timedelta(days=2)
     last = max(b for _, b in tile_ranges().values()) + timedelta(days=2)
     script = Path(__file__).with_name("ndvi_page.cjs")
     done = subprocess.run(
-        [node, str(script), services.base_url, str(first), str(last), OPEN_KEY, str(SCREENSHOTS)],
+        [node, str(script), services.base_url, str(first), str(last), OPEN_KEY, str(screenshots)],
         capture_output=True,
         text=True,
         timeout=180,
@@ -244,9 +252,36 @@ def test_browser_shows_the_ndvi_partitions_and_quicklook(
     assert quicklook["src_prefix"] == "data:image/png;base64,"
     # The quicklook decoded in the browser: as many pixels as the demo product (120 px).
     assert quicklook["width"] == quicklook["height"] == 120
-    assert png_size(SCREENSHOTS / "ndvi-partitions.png") == (1400, 1250)  # the viewport
-    width, height = png_size(SCREENSHOTS / "ndvi-quicklook.png")  # the dialog around it
+    assert png_size(screenshots / "ndvi-partitions.png") == (1400, 1250)  # the viewport
+    width, height = png_size(screenshots / "ndvi-quicklook.png")  # the dialog around it
     assert width > 120 and height > 120
+
+
+def test_browser_walks_the_readme_tour(
+    backfills: Backfills, services: Deployment, screenshots: Path
+) -> None:
+    """The pages the README's tour shows: asset graph, Automation, a backfill."""
+    node = shutil.which("node")
+    assert node, "node is not installed (.ci/e2e.sh installs Node and playwright-core)"
+    script = Path(__file__).with_name("tour_pages.cjs")
+    done = subprocess.run(
+        [node, str(script), services.base_url, backfills.products_id, str(screenshots)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, f"browser script failed:\n{done.stderr[-4000:]}"
+    seen = json.loads(done.stdout)
+    for name in ("acquisitions", "l1c", "l2a", "cloudmask", "ndvi"):
+        assert name in seen["graph"], name
+    for name in ("new_acquisitions_sensor", "staging_sensor"):
+        assert name in seen["automation"], name
+    assert "e2e: products" in seen["backfill"] or backfills.products_id in seen["backfill"]
+    for name in PRODUCT_ASSETS:
+        assert name in seen["backfill"], name
+    for shot in ("tour-asset-graph.png", "tour-automation.png", "tour-backfill.png"):
+        assert png_size(screenshots / shot) == (1400, 900), shot
 
 
 def test_stop_ends_every_process_it_started(services: Deployment) -> None:

@@ -373,7 +373,9 @@ def test_load_job_reads_the_file_and_reports_bad_encoding(tmp_path: Path) -> Non
 
 def test_a_broken_file_never_stops_the_others(tmp_path: Path) -> None:
     (tmp_path / "job_b_good.cfg").write_text(job_text(EXAMPLE_ROW), encoding="utf-8")
-    (tmp_path / "job_a_broken.cfg").write_text(job_text("40KCB;today+1;;;;;;;;;;"), encoding="utf-8")
+    (tmp_path / "job_a_broken.cfg").write_text(
+        job_text("40KCB;today+1;;;;;;;;;;"), encoding="utf-8"
+    )
     (tmp_path / "job_c_good.cfg").write_text(job_text(), encoding="utf-8")
     (tmp_path / "notes.cfg").write_text("not a job", encoding="utf-8")
     (tmp_path / ".job_d.cfg.123.tmp").write_text("half written", encoding="utf-8")
