@@ -10,7 +10,7 @@ import pytest
 from s2_assets.cli import build_parser, main
 from s2_assets.quickstart import DemoPaths
 
-DEMO_ENV = ("DAGSTER_HOME", "S2_DATA_HOME", "S2_ARCHIVE_ROOT", "S2_DATE_START")
+DEMO_ENV = ("DAGSTER_HOME", "S2_DATA_HOME", "S2_ARCHIVE_ROOT", "S2_DATE_START", "S2_DATE_END")
 
 
 @pytest.fixture
@@ -44,7 +44,8 @@ def test_demo_runs_and_is_idempotent(
     out = capsys.readouterr().out
     assert f"Demo library: {paths.library}  (6 L1C, 6 L2A products)" in out
     assert f"Dagster instance: {paths.dagster_home}" in out
-    assert f"ui --dir {base}" in out
+    assert f" --env-file {base}/.env ui\n" in out
+    assert f"S2_DATA_HOME={paths.library}" in paths.env_file.read_text()
     assert (paths.dagster_home / "dagster.yaml").is_file()
     safes = sorted(paths.library.glob("data/L*/*/*.SAFE"))
     assert len(safes) == 12
@@ -76,8 +77,8 @@ def test_parser() -> None:
     parser = build_parser()
     args = parser.parse_args(["demo"])
     assert (args.dir, args.size) == ("demo_data", 120)
-    args = parser.parse_args(["ui", "--dir", "x", "--port", "3001"])
-    assert (args.dir, args.host, args.port) == ("x", "127.0.0.1", 3001)
+    args = parser.parse_args(["--env-file", "x/.env", "ui", "--port", "3001"])
+    assert (args.env_file, args.host, args.port) == (Path("x/.env"), "127.0.0.1", 3001)
     with pytest.raises(SystemExit) as info:
         parser.parse_args([])
     assert info.value.code == 2
