@@ -68,9 +68,14 @@ def test_demo_runs_and_is_idempotent(
     assert {str(z): z.stat().st_mtime_ns for z in paths.archive.rglob("*.zip")} == zip_times
 
 
-def test_demo_rejects_a_size_that_breaks_the_grids(tmp_path: Path, isolated_env: None) -> None:
-    with pytest.raises(ValueError, match="size must be a multiple of 6"):
-        main(["demo", "--dir", str(tmp_path / "demo"), "--size", "10"])
+def test_demo_rejects_a_size_that_breaks_the_grids(
+    tmp_path: Path, isolated_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--dir", str(tmp_path / "demo"), "--size", "10"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "s2-assets demo: ValueError: size must be a multiple of 6 (10/20/60 m grids), not 10",
+        "(run again with --debug for the traceback)",
+    ]
 
 
 def test_parser() -> None:

@@ -60,7 +60,9 @@ def test_run_without_dagster_home(
     code, _, err = call(capsys, "run", "demo")
     assert code == 2
     first, second = short(err)
-    assert first == "s2-assets run: DAGSTER_HOME is not set: runs are recorded in a Dagster instance."
+    assert (
+        first == "s2-assets run: DAGSTER_HOME is not set: runs are recorded in a Dagster instance."
+    )
     assert second.startswith("Set DAGSTER_HOME to a folder holding dagster.yaml")
     assert "run `s2-assets demo` from the checkout" in second
     monkeypatch.setenv("DAGSTER_HOME", str(newcomer / "nowhere"))
@@ -143,8 +145,10 @@ def test_every_command_says_the_library_does_not_exist(
     code, _, err = call(capsys, *argv)
     assert code == 2
     first, second = short(err)
-    assert first == f"s2-assets {argv[0]}: library not found: S2_DATA_HOME={missing} does not exist."
-    assert second.startswith(f"Set S2_DATA_HOME to your sen2chain_data folder, create it (mkdir -p")
+    assert (
+        first == f"s2-assets {argv[0]}: library not found: S2_DATA_HOME={missing} does not exist."
+    )
+    assert second.startswith("Set S2_DATA_HOME to your sen2chain_data folder, create it (mkdir -p")
     assert not (newcomer / "no").exists()  # jobs new does not create the path
 
 
@@ -186,13 +190,12 @@ def test_jobs_new_writes_the_provider_into_the_template_and_cleans_nothing(
 ) -> None:
     library = library_with(newcomer / "lib")
     monkeypatch.setenv("S2_DATA_HOME", str(library))
-    code, out, _ = call(capsys, "jobs", "new", "x1", "--provider", "archive")
-    assert code == 0
+    assert call(capsys, "jobs", "new", "x1", "--provider", "archive")[0] == 0
     job = load_job(library / "config" / "jobs" / "job_x1.cfg")
     (task,) = job.tasks
     assert (job.settings.provider, task.provider, task.tile) == ("archive", "archive", "40KCB")
     assert job.settings.clean_before is False and job.settings.clean_after is False
-    code, out, _ = call(capsys, "jobs", "new", "x2")
+    assert call(capsys, "jobs", "new", "x2")[0] == 0
     (task,) = load_job(library / "config" / "jobs" / "job_x2.cfg").tasks
     assert task.provider == "cop_dataspace"
 
