@@ -82,7 +82,7 @@ def local_executor(max_concurrent: int) -> dg.ExecutorDefinition:
     """Dagster's default executor: run config picks ``in_process`` or ``multiprocess``; an unset
     ``max_concurrent`` is the job files' ``nb_proc`` rather than the CPU count. With one
     worker the default is ``in_process``: a process per step would run the steps one by one
-    all the same, and each costs seconds of start-up (README, "Running it like production")."""
+    all the same, and each costs seconds of start-up (docs/operations.md, "Executors")."""
     base = dg.multi_or_in_process_executor
 
     def fill_default(config: dict[str, Any]) -> dict[str, Any]:
