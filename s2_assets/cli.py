@@ -72,6 +72,7 @@ def _ui(args: argparse.Namespace) -> int:
     # instance's makes Dagster warn that it is ignored.
     os.chdir(home)
     os.execve(argv[0], argv, env)
+    return 0  # not reached: execve replaces this process
 
 
 def _existing_job(lib: Library, jid: str) -> JobFile:
