@@ -23,6 +23,7 @@ from s2_assets.library import Library, default_root
 from s2_assets.quickstart import DemoPaths, run_demo
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SUPERSEDED_WARNING = "ignore:Function `dev_command` is superseded"
 
 
 def _command_prefix() -> str:
@@ -66,8 +67,13 @@ def _ui(args: argparse.Namespace) -> int:
     argv = [str(dagster), "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
     # `dagster dev` is superseded by the `dg` tool, which this project does not use: the
     # warning asks for nothing a user of this command can do.
-    env = {**os.environ, "PYTHONWARNINGS": "ignore:Function `dev_command` is superseded"}
-    print(f"s2-assets ui: instance {home}, library {default_root()}", file=sys.stderr)
+    warnings = [os.environ.get("PYTHONWARNINGS", ""), SUPERSEDED_WARNING]
+    env = {**os.environ, "PYTHONWARNINGS": ",".join(w for w in warnings if w)}
+    print(
+        f"Dagster UI on http://{args.host}:{args.port} (instance {home}, library "
+        f"{default_root()}); Ctrl-C stops it",
+        file=sys.stderr,
+    )
     # From DAGSTER_HOME: a dagster.yaml in the working directory that is not the
     # instance's makes Dagster warn that it is ignored.
     os.chdir(home)
