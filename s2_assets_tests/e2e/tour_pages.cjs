@@ -17,6 +17,14 @@ async function visit(page, url, waitFor, shot) {
   await page.goto(url, { waitUntil: 'networkidle' });
   await page.getByText(waitFor, { exact: true }).first().waitFor();
   await page.waitForLoadState('networkidle');
+  // The newsletter dialog of a fresh instance shows up whenever its query returns; a
+  // screenshot takes no action that would trigger the locator handler, so close it here.
+  await page.waitForTimeout(1500);
+  const skip = page.getByRole('button', { name: 'Skip' });
+  if (await skip.isVisible()) {
+    await skip.click();
+    await skip.waitFor({ state: 'hidden' });
+  }
   await page.screenshot({ path: path.join(shotDir, shot) });
   return page.innerText('body');
 }
@@ -30,11 +38,13 @@ async function main() {
   try {
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
     page.setDefaultTimeout(TIMEOUT_MS);
-    const skip = page.getByRole('button', { name: 'Skip' });
-    await page.addLocatorHandler(skip, async () => { await skip.click(); });
-    result.graph = await visit(page, `${base}/asset-groups`, 'cloudmask', 'tour-asset-graph.png');
+    // The lineage of ndvi upstream: acquisitions -> l1c, l2a -> cloudmask -> ndvi. (The global
+    // lineage page starts with every group collapsed.)
+    result.graph = await visit(
+      page, `${base}/assets/ndvi?view=lineage&lineageScope=upstream&lineageDepth=4`,
+      'cloudmask', 'tour-asset-graph.png');
     result.automation = await visit(page, `${base}/automation`, 'new_acquisitions_sensor', 'tour-automation.png');
-    result.backfill = await visit(page, `${base}/runs/b/${backfillId}`, 'cloudmask', 'tour-backfill.png');
+    result.backfill = await visit(page, `${base}/runs/b/${backfillId}`, 'Partitions targeted', 'tour-backfill.png');
   } finally {
     await browser.close();
   }
