@@ -18,7 +18,10 @@ from s2_assets.errors import S2AssetsError
 from s2_assets.library import DEFAULT_ROOT_ENV, default_root
 
 ENV_FILES = (Path(".env"), Path("demo_data") / ".env")
-DEMO_HINT = "run `s2-assets demo` from the checkout (its settings go to demo_data/.env)"
+DEMO_HINT = (
+    "run `s2-assets demo` from the checkout, then run commands from there (it reads the "
+    "demo's settings from demo_data/.env)"
+)
 
 
 class CliError(S2AssetsError):
