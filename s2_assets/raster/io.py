@@ -5,7 +5,11 @@ JPEG2000 resolution levels, which invent SCL classes and probabilities above 100
 Writes go to a hidden uncompressed tiled GeoTIFF beside the final file, written strip by
 strip, then converted once into the final Cloud-Optimized GeoTIFF (or JPEG2000) under a
 temporary name that is renamed into place: nothing half-written ever carries the final
-name.
+name. For a COG with nearest-neighbour overviews, the overview levels are decimated from
+the strips as they arrive (``overviews.py``) into small hidden files and handed to GDAL's
+COG driver as the source's overviews through a VRT, so the driver neither reads the
+image a second time to build them nor compresses them twice; the file it writes is the
+same, byte for byte.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import contextlib
 import os
 import secrets
 from collections.abc import Iterator
+from xml.etree import ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +26,12 @@ from typing import Any
 import numpy as np
 import rasterio
 from numpy.typing import NDArray
+from affine import Affine
 from rasterio.errors import RasterioError
 from rasterio.shutil import copy as gdal_copy
 from rasterio.windows import Window
 
+from s2_assets.raster.overviews import Level, cog_levels
 from s2_assets.raster.types import Grid, RasterError
 
 # GDAL's block cache. Reads are aligned to JPEG2000 tile rows, so the cache holds decoded
@@ -119,7 +126,10 @@ class OutputFormat:
                 "PREDICTOR": "YES",
                 "BLOCKSIZE": str(COG_BLOCK),
                 "OVERVIEW_RESAMPLING": self.overview_resampling,
-                "NUM_THREADS": "ALL_CPUS",
+                # One thread per file: outputs are published two at a time (one per
+                # core), and GDAL's worker threads only add hand-over CPU time on top
+                # (measured: 0.54 vs 0.40 CPU-s per 5490 px COG). Same bytes either way.
+                "NUM_THREADS": "1",
                 "BIGTIFF": "IF_SAFER",
             }
         if self.jp2_quality is None:
@@ -177,6 +187,23 @@ class RasterWriter:
         if scale is not None:
             self._dataset.scales = (scale,)
             self._dataset.offsets = (0.0,)
+        self._vrt = path.with_name(f".{path.name}.{token}.scratch.vrt")
+        self._levels: list[tuple[Level, Path, Any]] = []
+        levels = (
+            cog_levels(grid.width, grid.height, block=COG_BLOCK)
+            if output.fmt == "tif" and output.overview_resampling.upper() == "NEAREST"
+            else None
+        )
+        for number, level in enumerate(levels or []):
+            level_path = path.with_name(f".{path.name}.{token}-ovr{number + 1}.scratch.tif")
+            # Untiled: a strip adds a few rows to each level, written through at once.
+            self._levels.append((level, level_path, rasterio.open(
+                level_path, "w", driver="GTiff", width=level.width, height=level.height,
+                count=1, dtype=dtype, crs=grid.crs_wkt or None,
+                transform=grid.transform * Affine.scale(
+                    grid.width / level.width, grid.height / level.height
+                ),
+            )))  # fmt: skip
 
     def write_rows(self, start: int, rows: NDArray[Any]) -> None:
         """Write ``rows`` (full width) starting at row ``start``.
@@ -197,13 +224,23 @@ class RasterWriter:
             )
         window = Window(0, start, rows.shape[1], rows.shape[0])
         self._dataset.write(rows, 1, window=window)
+        for level, _, dataset in self._levels:
+            first, picked = level.take(start, rows)
+            if picked.shape[0]:
+                dataset.write(picked, 1, window=Window(0, first, level.width, picked.shape[0]))
 
     def publish(self) -> int:
         """Encode the final file and rename it into place; returns its size in bytes."""
         self._dataset.close()
+        for _, _, dataset in self._levels:
+            dataset.close()
         try:
+            source = self._scratch
+            if self._levels:
+                source = self._vrt
+                self._write_vrt()
             gdal_copy(
-                str(self._scratch),
+                str(source),
                 str(self._part),
                 driver="COG" if self.output.fmt == "tif" else "JP2OpenJPEG",
                 **self.output.creation_options(),
@@ -211,7 +248,8 @@ class RasterWriter:
         except RasterioError as exc:
             raise RasterError(f"cannot encode {self.path}: {exc}") from exc
         finally:
-            self._scratch.unlink(missing_ok=True)
+            for scratch in self._scratch_files():
+                scratch.unlink(missing_ok=True)
         sidecar = self._part.with_name(self._part.name + ".aux.xml")
         if sidecar.exists():
             # JPEG2000 keeps nodata and scale in a PAM sidecar: publish it first so the
@@ -220,12 +258,34 @@ class RasterWriter:
         os.replace(self._part, self.path)
         return self.path.stat().st_size
 
+    def _scratch_files(self) -> list[Path]:
+        return [self._scratch, self._vrt, *(level_path for _, level_path, _ in self._levels)]
+
+    def _write_vrt(self) -> None:
+        """A VRT of the scratch file whose band lists the decimated levels as overviews.
+
+        GDAL writes the VRT itself (so nodata, scale, georeferencing and metadata are the
+        scratch file's own); we only add one ``Overview`` element per level.
+        """
+        gdal_copy(str(self._scratch), str(self._vrt), driver="VRT")
+        tree = ElementTree.parse(self._vrt)
+        band = tree.getroot().find("VRTRasterBand")
+        if band is None:
+            raise RasterError(f"GDAL wrote a VRT of {self._scratch.name} without a band")
+        for _, level_path, _ in self._levels:
+            overview = ElementTree.SubElement(band, "Overview")
+            name = ElementTree.SubElement(overview, "SourceFilename", relativeToVRT="0")
+            name.text = str(level_path)
+            ElementTree.SubElement(overview, "SourceBand").text = "1"
+        tree.write(self._vrt, encoding="utf-8")
+
     def discard(self) -> None:
         """Close and remove every temporary file; the final name is left untouched."""
-        if not self._dataset.closed:
-            self._dataset.close()
+        for dataset in [self._dataset, *(dataset for _, _, dataset in self._levels)]:
+            if not dataset.closed:
+                dataset.close()
         for leftover in (
-            self._scratch,
+            *self._scratch_files(),
             self._part,
             self._part.with_name(self._part.name + ".aux.xml"),
         ):
