@@ -19,6 +19,7 @@ columns it keeps; a strip of full-resolution rows then yields the level rows it 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,8 +51,23 @@ class Level:
         """From a full-resolution strip starting at row ``start``: the level row its
         picked rows start at, and those rows decimated (possibly none)."""
         first, last = self.rows_in(start, start + strip.shape[0])
-        picked = strip[self.rows[first:last] - start]
-        return first, picked[:, self.cols]
+        return first, strip[_index(self.rows[first:last] - start)][:, self._col_index]
+
+    @functools.cached_property
+    def _col_index(self) -> slice | NDArray[np.int64]:
+        return _index(self.cols)
+
+
+def _index(picks: NDArray[np.int64]) -> slice | NDArray[np.int64]:
+    """A slice when the picks are evenly spaced (the exact halvings, a strided view, no
+    copy), else the picks themselves."""
+    if len(picks) < 2:
+        return picks
+    step = int(picks[1] - picks[0])
+    if step > 0 and int(picks[-1]) == int(picks[0]) + step * (len(picks) - 1):
+        if bool(np.all(np.diff(picks) == step)):
+            return slice(int(picks[0]), int(picks[-1]) + 1, step)
+    return picks
 
 
 def _pick(source: int, size: int) -> NDArray[np.int64]:
