@@ -391,6 +391,8 @@ def _write_index_strip(
     by_index: dict[str, list[tuple[str | None, OutputFile]]] = {}
     for spec, file in plan:
         by_index.setdefault(file.name, []).append((spec, file))
+    # One fill per mask for the whole strip, shared by every index it masks.
+    fills = {spec: ix.mask_fill(hidden) for spec, hidden in mask_strips.items()}
     for name in names:
         definition = ix.INDICES[name]
         values = ix.compute_index(name, strip.reflectance, nodata=strip.nodata_of(definition.bands))
@@ -398,15 +400,15 @@ def _write_index_strip(
         valid_count = int(np.count_nonzero(valid))
         for spec, file in by_index[name]:
             if spec is None:
-                stored, kept, hidden = values, valid, None
+                stored, hidden, kept_count = values, None, valid_count
             else:
-                stored = ix.apply_mask(values, mask_strips[spec])
-                kept = stored != INDEX_NODATA
-                hidden = valid & ~kept
-            kept_count = int(np.count_nonzero(kept))
-            file.stats.add(
-                stored, include=kept, valid=kept_count, masked=valid_count - kept_count,
-                nodata=values.size - valid_count,
+                stored = ix.apply_mask_fill(values, fills[spec])
+                # Hidden by the mask where the index had a value: valid & mask.
+                hidden = valid & mask_strips[spec]
+                kept_count = valid_count - int(np.count_nonzero(hidden))
+            file.stats.add_excluding(
+                stored, excluded=INDEX_NODATA, valid=kept_count,
+                masked=valid_count - kept_count, nodata=values.size - valid_count,
             )  # fmt: skip
             file.sampler.take_index(
                 start, stored, masked=hidden, stretch=definition.stretch, nodata=INDEX_NODATA

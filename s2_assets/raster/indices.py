@@ -24,7 +24,7 @@ F32 = NDArray[np.float32]
 I16 = NDArray[np.int16]
 
 ND_SCALE = 10000.0  # normalized differences and EVI are stored x 10000
-INT16_MIN, INT16_MAX_VALID = -32768, INDEX_NODATA - 1
+INT16_MIN, INT16_MAX_VALID = -32768, INDEX_NODATA - 1  # nodata is the int16 maximum
 JP2_MIN, JP2_MAX_VALID = -16384, JP2_INDEX_NODATA - 1  # signed 15 bits, top value = nodata
 
 
@@ -97,12 +97,15 @@ def _truncate_clip(
 
     Works in place on ``values`` (a temporary of the caller's formula).
     """
-    bad = undefined | ~np.isfinite(values)
-    np.trunc(values, out=values)
+    bad = np.isfinite(values)
+    np.logical_not(bad, out=bad)
+    bad |= undefined
+    # Clipping to integer bounds commutes with truncation, and the cast to int16
+    # truncates toward zero: no separate np.trunc pass.
     np.clip(values, lo, hi, out=values)
     with np.errstate(invalid="ignore"):  # NaN casts to garbage, overwritten just below
         out = values.astype(np.int16)
-    out[bad] = INDEX_NODATA
+    np.copyto(out, np.int16(INDEX_NODATA), where=bad)
     return out
 
 
@@ -147,7 +150,24 @@ def compute_index(name: str, reflectance: Mapping[str, F32], *, nodata: NDArray[
 
 def apply_mask(values: I16, mask: NDArray[Any]) -> I16:
     """The masked variant: every pixel whose (10 m) mask value is not 0 becomes nodata."""
-    return np.where(mask != 0, np.int16(INDEX_NODATA), values)
+    return apply_mask_fill(values, mask_fill(mask != 0))
+
+
+def mask_fill(hidden: NDArray[np.bool_]) -> I16:
+    """For :func:`apply_mask_fill`: nodata where ``hidden``, the int16 minimum elsewhere.
+
+    Built once per mask and strip, shared by every index masked with it.
+    """
+    fill = hidden.astype(np.int16)
+    np.negative(fill, out=fill)  # 0 or -1 (all bits set)
+    fill ^= np.int16(INT16_MIN)  # -32768 (int16 min) or 32767 (nodata)
+    return fill
+
+
+def apply_mask_fill(values: I16, fill: I16) -> I16:
+    """:func:`apply_mask` with a prepared fill: nodata (32767) is the int16 maximum, so an
+    element-wise maximum sets it where hidden and keeps every value elsewhere, branch-free."""
+    return np.maximum(values, fill)
 
 
 def to_jp2_values(values: I16) -> I16:

@@ -52,6 +52,41 @@ class StatsAccumulator:
             self._sum += float(np.sum(values, where=include, dtype=np.int64))
             self._count += counted
 
+    def add_excluding(
+        self,
+        values: NDArray[np.integer],
+        *,
+        excluded: int,
+        valid: int,
+        masked: int,
+        nodata: int,
+    ) -> None:
+        """:meth:`add` with ``include`` = ``values != excluded`` (the file's nodata).
+
+        When ``excluded`` is the dtype's maximum (32767 for int16 indices, 255 for uint8
+        masks) this needs no mask at all: the minimum of all values is the minimum of
+        the included ones, the maximum is found after a wrapping ``+ 1`` turns the
+        excluded value into the smallest, and the excluded pixels' share of the sum is
+        subtracted, all plain SIMD reductions instead of masked ones.
+        """
+        info = np.iinfo(values.dtype)
+        if excluded != info.max:
+            self.add(values, include=values != excluded, valid=valid, masked=masked, nodata=nodata)
+            return
+        self.valid += valid
+        self.masked += masked
+        self.nodata += nodata
+        total = int(values.sum(dtype=np.int64))
+        counted = int(np.count_nonzero(values != excluded))
+        if counted:
+            shifted = values + values.dtype.type(1)  # wraps: excluded -> dtype minimum
+            low = int(values.min())
+            high = int(shifted.max()) - 1
+            self._min = low if self._min is None else min(self._min, low)
+            self._max = high if self._max is None else max(self._max, high)
+            self._sum += float(total - excluded * (values.size - counted))
+            self._count += counted
+
     def result(self, scale: float) -> RasterStats:
         """Statistics with values multiplied by ``scale`` (physical units)."""
         return RasterStats(

@@ -51,7 +51,18 @@ class Level:
         """From a full-resolution strip starting at row ``start``: the level row its
         picked rows start at, and those rows decimated (possibly none)."""
         first, last = self.rows_in(start, start + strip.shape[0])
-        return first, strip[_index(self.rows[first:last] - start)][:, self._col_index]
+        step = self._row_step
+        if step and last > first:  # evenly spaced rows: a strided view, no copy
+            offset = int(self.rows[first]) - start
+            rows: slice | NDArray[np.int64] = slice(offset, offset + step * (last - first - 1) + 1, step)
+        else:
+            rows = self.rows[first:last] - start
+        return first, strip[rows][:, self._col_index]
+
+    @functools.cached_property
+    def _row_step(self) -> int | None:
+        index = _index(self.rows)
+        return index.step if isinstance(index, slice) else None
 
     @functools.cached_property
     def _col_index(self) -> slice | NDArray[np.int64]:
