@@ -1,23 +1,34 @@
-"""Benchmark one synthetic L2A tile through the code the assets call.
+"""Benchmark masks and indices of one L2A against the JPEG2000 decode floor, robustly.
 
-    python -m benchmarks.tile --size 10980
+    python -m benchmarks.tile --size 10980 --rounds 3
+    python -m benchmarks.tile --safe /path/to/S2B_MSIL2A_....SAFE
 
-Builds (once, cached) a synthetic L2A of ``size`` x ``size`` 10 m pixels with JPEG2000
-bands (``s2_assets.demo.build_safe``). The demo's bands are constant per land-cover class,
-so they decode about ten times faster than real ones and would make any ratio to the
-decode floor meaningless; unless ``--flat``, the nine bands the indices read are
-re-encoded once with per-pixel noise (sigma 60 DN, about 8 bits per pixel, close to what real
-L2A bands carry). Layout, metadata, SCL and cloud probability stay the demo's. Then each step
-runs in a fresh process so its peak memory is its own:
+Without ``--safe``, builds (once, cached) a synthetic L2A of ``size`` x ``size`` 10 m
+pixels with JPEG2000 bands (``s2_assets.demo.build_safe``). The demo's bands are constant
+per land-cover class, so they decode about ten times faster than real ones and would make
+any ratio to the decode floor meaningless; unless ``--flat``, the nine bands the indices
+read are re-encoded once with per-pixel noise (sigma 60 DN, about 8 bits per pixel, close
+to what real L2A bands carry). Layout, metadata, SCL and cloud probability stay the demo's.
+``--safe`` benchmarks any unpacked L2A instead, a real one included.
+
+Each round runs three steps, each in a fresh process so its peak memory is its own:
 
 - ``decode_floor``: decode every band the next steps need, once, with the same strip
   reader, and nothing else: the floor no implementation can go under;
 - ``cloudmask``: one CM004 mask (``compute_cloud_masks``);
 - ``indices``: all 12 indices, raw and masked by that CM004 (``compute_indices``).
 
-Prints one JSON line per step ``{"step", "seconds", "peak_rss_mb"}`` and a last line
-``{"step": "total", "seconds", "peak_rss_mb", "ratio_to_decode_floor"}`` where total is
-the mask plus the indices.
+Rounds interleave the steps (floor, mask, indices, floor, mask, ...), so a change of load
+on a shared machine hits the floor as much as the work measured against it. The headline
+is the CPU ratio: CPU-seconds of mask + indices over CPU-seconds of the decode floor, all
+threads counted. CPU time barely moves when other processes compete for the cores; wall
+time does, so the wall ratio is printed beside it, and each step records the 1-minute
+load average before and after it.
+
+Prints JSON lines: one per step and round ``{"round", "step", "seconds", "cpu_seconds",
+"peak_rss_mb", "load_before", "load_after"}``, one per round ``{"round", "step": "round",
+"cpu_ratio", "wall_ratio", ...}``, and a last ``{"step": "median", ...}`` with the median
+of each figure over the rounds.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +46,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 MASK_SPEC = "CM004-CSH1-CMP1-CHP1-TCI1-ITER0"
 STEPS = ("decode_floor", "cloudmask", "indices")
@@ -150,6 +163,7 @@ def run_step(step: str, safe: Path, out: Path) -> dict[str, float | str]:
     """Run one step in this process; its wall time, CPU time and this process's peak RSS."""
     import s2_assets.raster.compute  # noqa: F401  (imports are not part of the step)
 
+    load_before = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_SELF)
     cpu_before = before.ru_utime + before.ru_stime
     started = time.perf_counter()
@@ -167,6 +181,8 @@ def run_step(step: str, safe: Path, out: Path) -> dict[str, float | str]:
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         # CPU time of all threads: on a shared machine far steadier than wall time.
         "cpu_seconds": round(usage.ru_utime + usage.ru_stime - cpu_before, 2),
+        "load_before": round(load_before, 2),
+        "load_after": round(os.getloadavg()[0], 2),
     }
 
 
@@ -179,45 +195,82 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _run_child(step: str, safe: Path, out: str) -> dict[str, Any]:
+    child = subprocess.run(
+        [sys.executable, "-m", "benchmarks.tile", "--step", step, "--safe", str(safe),
+         "--out", out],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
+    return result
+
+
+def round_summary(steps: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Mask + indices of one round against its decode floor."""
+    floor, work = steps["decode_floor"], [steps["cloudmask"], steps["indices"]]
+    seconds = sum(r["seconds"] for r in work)
+    cpu = sum(r["cpu_seconds"] for r in work)
+    return {
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu, 2),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in work),
+        "cpu_ratio": round(cpu / floor["cpu_seconds"], 3) if floor["cpu_seconds"] else None,
+        "wall_ratio": round(seconds / floor["seconds"], 3) if floor["seconds"] else None,
+    }
+
+
+def medians(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of every numeric figure over the rounds, per step."""
+    out: dict[str, Any] = {}
+    for step in (*STEPS, "round"):
+        picked = [r for r in rows if r["step"] == step]
+        keys = [k for k, v in picked[0].items() if isinstance(v, int | float) and k != "round"]
+        out[step] = {k: round(statistics.median(r[k] for r in picked), 3) for k in keys}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=10980, help="pixels per side at 10 m")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the three steps")
+    parser.add_argument("--safe", type=Path, help="benchmark this unpacked L2A instead")
     parser.add_argument("--cache", type=Path, default=_default_cache(), help="product cache")
     parser.add_argument(
         "--flat", action="store_true", help="keep the demo's class-constant bands (no texture)"
     )
     parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
-    parser.add_argument("--safe", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.step:  # child process: one step, one JSON line
         print(json.dumps(run_step(args.step, args.safe, args.out)), flush=True)
         return 0
-    safe = build(args.size, args.cache, textured=not args.flat)
-    results = []
-    with tempfile.TemporaryDirectory(prefix="s2bench-", dir=args.cache) as scratch:
-        for step in STEPS:
-            child = subprocess.run(
-                [sys.executable, "-m", "benchmarks.tile", "--step", step, "--safe", str(safe),
-                 "--out", scratch],
-                check=True, capture_output=True, text=True,
-            )  # fmt: skip
-            result = json.loads(child.stdout.strip().splitlines()[-1])
-            results.append(result)
-            print(json.dumps(result), flush=True)
-    floor = results[0]["seconds"]
-    work = results[1:]
-    total = round(sum(r["seconds"] for r in work), 2)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, not {args.rounds}")
+    if args.safe is not None and not (args.safe / "MTD_MSIL2A.xml").is_file():
+        parser.error(f"--safe {args.safe}: no MTD_MSIL2A.xml there; give an unpacked L2A .SAFE")
+    safe = args.safe if args.safe is not None else build(args.size, args.cache, textured=not args.flat)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for number in range(1, args.rounds + 1):
+        steps: dict[str, dict[str, Any]] = {}
+        with tempfile.TemporaryDirectory(prefix="s2bench-", dir=args.cache) as scratch:
+            for step in STEPS:
+                steps[step] = {"round": number, **_run_child(step, safe, scratch)}
+                rows.append(steps[step])
+                print(json.dumps(steps[step]), flush=True)
+        rows.append({"round": number, "step": "round", **round_summary(steps)})
+        print(json.dumps(rows[-1]), flush=True)
+    summary = medians(rows)
     print(
         json.dumps(
             {
-                "step": "total",
-                "seconds": total,
-                "peak_rss_mb": max(r["peak_rss_mb"] for r in work),
-                "ratio_to_decode_floor": round(total / floor, 3) if floor else None,
-                "cpu_ratio_to_decode_floor": round(
-                    sum(r["cpu_seconds"] for r in work) / results[0]["cpu_seconds"], 3
-                ),
+                "step": "median",
+                "rounds": args.rounds,
+                "product": safe.name,
+                "cpu_ratio": summary["round"]["cpu_ratio"],
+                "wall_ratio": summary["round"]["wall_ratio"],
+                "peak_rss_mb": summary["round"]["peak_rss_mb"],
+                **{step: summary[step] for step in STEPS},
             }
         ),
         flush=True,
