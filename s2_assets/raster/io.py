@@ -5,11 +5,9 @@ JPEG2000 resolution levels, which invent SCL classes and probabilities above 100
 Writes go to a hidden uncompressed tiled GeoTIFF beside the final file, written strip by
 strip, then converted once into the final Cloud-Optimized GeoTIFF (or JPEG2000) under a
 temporary name that is renamed into place: nothing half-written ever carries the final
-name. For a COG with nearest-neighbour overviews, the overview levels are decimated from
-the strips as they arrive (``overviews.py``) into small hidden files and handed to GDAL's
-COG driver as the source's overviews through a VRT, so the driver neither reads the
-image a second time to build them nor compresses them twice; the file it writes is the
-same, byte for byte.
+name. A COG with nearest-neighbour overviews is encoded from raw scratch files of the
+image and of its overview levels, decimated while the strips arrive, instead
+(``cog_source.py``): the same file, byte for byte, at half the CPU time.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ import contextlib
 import os
 import secrets
 from collections.abc import Iterator
-from xml.etree import ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,12 +23,12 @@ from typing import Any
 import numpy as np
 import rasterio
 from numpy.typing import NDArray
-from affine import Affine
 from rasterio.errors import RasterioError
 from rasterio.shutil import copy as gdal_copy
 from rasterio.windows import Window
 
-from s2_assets.raster.overviews import Level, cog_levels
+from s2_assets.raster.cog_source import CogSource
+from s2_assets.raster.overviews import cog_levels
 from s2_assets.raster.types import Grid, RasterError
 
 # GDAL's block cache. Reads are aligned to JPEG2000 tile rows, so the cache holds decoded
@@ -167,8 +164,22 @@ class RasterWriter:
         token = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._scratch = path.with_name(f".{path.name}.{token}.scratch.tif")
         self._part = path.with_name(f".{path.name}.{token}.part{path.suffix}")
+        self._width, self._height = grid.width, grid.height
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._dataset: Any = rasterio.open(
+        levels = (
+            cog_levels(grid.width, grid.height, block=COG_BLOCK)
+            if output.fmt == "tif" and output.overview_resampling.upper() == "NEAREST"
+            else None
+        )
+        self._dataset: Any = None
+        self._source: CogSource | None = None
+        if levels is not None:
+            self._source = CogSource(
+                path.with_name(f".{path.name}.{token}"), grid, levels, dtype=dtype,
+                nodata=nodata, scale=scale,
+            )  # fmt: skip
+            return
+        self._dataset = rasterio.open(
             self._scratch,
             "w",
             driver="GTiff",
@@ -187,25 +198,6 @@ class RasterWriter:
         if scale is not None:
             self._dataset.scales = (scale,)
             self._dataset.offsets = (0.0,)
-        self._vrt = path.with_name(f".{path.name}.{token}.scratch.vrt")
-        self._levels: list[tuple[Level, Path, Any]] = []
-        levels = (
-            cog_levels(grid.width, grid.height, block=COG_BLOCK)
-            if output.fmt == "tif" and output.overview_resampling.upper() == "NEAREST"
-            else None
-        )
-        for number, level in enumerate(levels or []):
-            level_path = path.with_name(f".{path.name}.{token}-ovr{number + 1}.scratch.tif")
-            # Tiled like the COG: the driver copies tiled overviews about twice as fast
-            # as striped ones (0.08 vs 0.17 CPU-s for a 2748 px COG).
-            self._levels.append((level, level_path, rasterio.open(
-                level_path, "w", driver="GTiff", width=level.width, height=level.height,
-                count=1, dtype=dtype, crs=grid.crs_wkt or None, tiled=True,
-                blockxsize=COG_BLOCK, blockysize=COG_BLOCK,
-                transform=grid.transform * Affine.scale(
-                    grid.width / level.width, grid.height / level.height
-                ),
-            )))  # fmt: skip
 
     def write_rows(self, start: int, rows: NDArray[Any]) -> None:
         """Write ``rows`` (full width) starting at row ``start``.
@@ -215,35 +207,27 @@ class RasterWriter:
                 empty window rather than report it).
         """
         height, width = rows.shape
-        if (
-            height < 1
-            or width != self._dataset.width
-            or not 0 <= start <= self._dataset.height - height
-        ):
+        if height < 1 or width != self._width or not 0 <= start <= self._height - height:
             raise RasterError(
                 f"strip of {height}x{width} at row {start} does not fit {self.path.name} "
-                f"({self._dataset.width}x{self._dataset.height})"
+                f"({self._width}x{self._height})"
             )
-        # Written as one-band 3-D views: given a 2-D array and a band number, rasterio
-        # stacks it into a new 3-D array first, a copy of every strip.
+        if self._source is not None:
+            self._source.write_rows(start, rows)
+            return
+        # A one-band 3-D view: given a 2-D array and a band number, rasterio stacks it
+        # into a new 3-D array first, a copy of every strip.
         window = Window(0, start, rows.shape[1], rows.shape[0])
         self._dataset.write(rows[np.newaxis], [1], window=window)
-        for level, _, dataset in self._levels:
-            first, picked = level.take(start, rows)
-            if picked.shape[0]:
-                window = Window(0, first, level.width, picked.shape[0])
-                dataset.write(picked[np.newaxis], [1], window=window)
 
     def publish(self) -> int:
         """Encode the final file and rename it into place; returns its size in bytes."""
-        self._dataset.close()
-        for _, _, dataset in self._levels:
-            dataset.close()
         try:
-            source = self._scratch
-            if self._levels:
-                source = self._vrt
-                self._write_vrt()
+            if self._source is not None:
+                source = self._source.finish()
+            else:
+                self._dataset.close()
+                source = self._scratch
             gdal_copy(
                 str(source),
                 str(self._part),
@@ -264,31 +248,14 @@ class RasterWriter:
         return self.path.stat().st_size
 
     def _scratch_files(self) -> list[Path]:
-        return [self._scratch, self._vrt, *(level_path for _, level_path, _ in self._levels)]
-
-    def _write_vrt(self) -> None:
-        """A VRT of the scratch file whose band lists the decimated levels as overviews.
-
-        GDAL writes the VRT itself (so nodata, scale, georeferencing and metadata are the
-        scratch file's own); we only add one ``Overview`` element per level.
-        """
-        gdal_copy(str(self._scratch), str(self._vrt), driver="VRT")
-        tree = ElementTree.parse(self._vrt)
-        band = tree.getroot().find("VRTRasterBand")
-        if band is None:
-            raise RasterError(f"GDAL wrote a VRT of {self._scratch.name} without a band")
-        for _, level_path, _ in self._levels:
-            overview = ElementTree.SubElement(band, "Overview")
-            name = ElementTree.SubElement(overview, "SourceFilename", relativeToVRT="0")
-            name.text = str(level_path)
-            ElementTree.SubElement(overview, "SourceBand").text = "1"
-        tree.write(self._vrt, encoding="utf-8")
+        return [self._scratch, *(self._source.paths if self._source is not None else [])]
 
     def discard(self) -> None:
         """Close and remove every temporary file; the final name is left untouched."""
-        for dataset in [self._dataset, *(dataset for _, _, dataset in self._levels)]:
-            if not dataset.closed:
-                dataset.close()
+        if self._source is not None:
+            self._source.close()
+        if self._dataset is not None and not self._dataset.closed:
+            self._dataset.close()
         for leftover in (
             *self._scratch_files(),
             self._part,
