@@ -108,6 +108,14 @@ def test_apply_mask_hides_every_non_zero_mask_pixel() -> None:
     assert ix.apply_mask(values, mask).tolist() == [10, NODATA, NODATA, NODATA]
 
 
+def test_mask_fill_keeps_every_int16_value_and_hides_the_rest() -> None:
+    values = np.array([-32768, -1, 0, 32766, NODATA, -32768, 32766], dtype=np.int16)
+    hidden = np.array([False, False, False, False, False, True, True])
+    fill = ix.mask_fill(hidden)
+    assert fill.dtype == np.int16 and fill.tolist() == [-32768] * 5 + [NODATA] * 2
+    assert ix.apply_mask_fill(values, fill).tolist() == [-32768, -1, 0, 32766, NODATA, NODATA, NODATA]
+
+
 def test_jp2_values_keep_nodata_apart_from_valid_values() -> None:
     values = np.array([-20000, -16384, 0, 16382, 16383, 20000, NODATA], dtype=np.int16)
     assert ix.to_jp2_values(values).tolist() == [

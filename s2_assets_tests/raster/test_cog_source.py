@@ -1,0 +1,119 @@
+"""The COG writer's raw-scratch path gives the very file GDAL's COG driver writes from a
+plain GeoTIFF (overviews built by the driver itself), byte for byte, and a valid COG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.shutil import copy as gdal_copy
+from rio_cogeo.cogeo import cog_validate
+
+from s2_assets.raster.io import COG_BLOCK, OutputFormat, RasterWriter, gdal_env
+from s2_assets.raster.overviews import cog_levels
+from s2_assets.raster.types import Grid
+
+CRS_WKT = rasterio.crs.CRS.from_epsg(32740).to_wkt()
+
+
+def _grid(width: int, height: int, crs_wkt: str = CRS_WKT) -> Grid:
+    return Grid(width, height, Affine(10, 0, 300000, 0, -10, 7800040), crs_wkt)
+
+
+def _reference(path: Path, values: np.ndarray, grid: Grid, nodata: int, scale: float | None) -> bytes:
+    """What the writer did before: an uncompressed tiled GeoTIFF, then the COG driver
+    (which then builds the overviews itself), with GDAL's worker threads."""
+    scratch = path.with_name("reference_scratch.tif")
+    with rasterio.open(
+        scratch, "w", driver="GTiff", width=grid.width, height=grid.height, count=1,
+        dtype=str(values.dtype), crs=grid.crs_wkt or None, transform=grid.transform,
+        nodata=nodata, tiled=True, blockxsize=COG_BLOCK, blockysize=COG_BLOCK,
+    ) as dst:  # fmt: skip
+        if scale is not None:
+            dst.scales, dst.offsets = (scale,), (0.0,)
+        dst.write(values, 1)
+    options = {**OutputFormat("tif").creation_options(), "NUM_THREADS": "ALL_CPUS"}
+    gdal_copy(str(scratch), str(path), driver="COG", **options)
+    return path.read_bytes()
+
+
+def _textured(shape: tuple[int, int], dtype: str, nodata: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if dtype == "uint8":
+        values = rng.integers(0, 2, shape).astype(np.uint8)
+    else:
+        values = (rng.normal(0, 3000, shape)).clip(-10000, 10000).astype(np.int16)
+    values[: shape[0] // 7, : shape[1] // 5] = nodata
+    return values
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "dtype", "scale", "rows", "crs"),
+    [
+        (1100, 1100, "int16", 0.0001, 300, CRS_WKT),  # two levels, exact halvings
+        (1374, 1374, "int16", 0.0001, 512, CRS_WKT),  # 687 -> 343: an uneven level
+        (1301, 777, "int16", None, 7, CRS_WKT),  # odd, not square, thin strips
+        (2061, 530, "uint8", None, 13, CRS_WKT),  # a mask; one side barely above a block
+        (300, 200, "uint8", None, 64, ""),  # a single tile, no overviews, no CRS
+    ],
+)
+def test_cog_bytes_equal_the_drivers_own(
+    tmp_path: Path, width: int, height: int, dtype: str, scale: float | None, rows: int, crs: str
+) -> None:
+    nodata = 255 if dtype == "uint8" else 32767
+    grid = _grid(width, height, crs)
+    values = _textured((height, width), dtype, nodata, seed=width)
+    path = tmp_path / "out.tif"
+    with gdal_env():
+        with RasterWriter(
+            path, grid, dtype=dtype, nodata=nodata, output=OutputFormat("tif"), scale=scale
+        ) as writer:
+            # Strips arrive in any order, as far as the writer is concerned.
+            starts = list(range(0, height, rows))
+            for start in starts[1::2] + starts[::2]:
+                writer.write_rows(start, values[start : start + rows])
+            writer.publish()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]  # no scratch left
+        expected = _reference(tmp_path / "reference.tif", values, grid, nodata, scale)
+    assert path.read_bytes() == expected
+    valid, errors, warnings = cog_validate(path, strict=True)
+    assert valid and not errors and not warnings
+    with rasterio.open(path) as src:
+        np.testing.assert_array_equal(src.read(1), values)
+
+
+def test_levels_follow_the_drivers_sizes() -> None:
+    levels = cog_levels(10980, 10980, block=512)
+    assert levels is not None
+    assert [(lv.width, lv.height) for lv in levels] == [
+        (5490, 5490), (2745, 2745), (1372, 1372), (686, 686), (343, 343),
+    ]  # fmt: skip
+    assert cog_levels(512, 512, block=512) == []
+    assert cog_levels(2000, 1, block=512) is None  # the driver's own business
+
+
+def test_thin_rasters_fall_back_to_the_driver(tmp_path: Path) -> None:
+    values = np.arange(2000, dtype=np.int16).reshape(1, 2000)
+    path = tmp_path / "thin.tif"
+    with gdal_env(), RasterWriter(
+        path, _grid(2000, 1), dtype="int16", nodata=32767, output=OutputFormat("tif")
+    ) as writer:  # fmt: skip
+        writer.write_rows(0, values)
+        writer.publish()
+    with rasterio.open(path) as src:
+        np.testing.assert_array_equal(src.read(1), values)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thin.tif"]
+
+
+def test_discard_removes_every_scratch_file(tmp_path: Path) -> None:
+    writer = RasterWriter(
+        tmp_path / "x.tif", _grid(1100, 1100), dtype="int16", nodata=32767,
+        output=OutputFormat("tif"),
+    )  # fmt: skip
+    writer.write_rows(0, np.zeros((600, 1100), np.int16))
+    assert len(list(tmp_path.iterdir())) == 3  # the image and two overview levels
+    writer.discard()
+    assert list(tmp_path.iterdir()) == []
