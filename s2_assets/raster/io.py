@@ -46,6 +46,11 @@ def gdal_env(*, cache_mb: int = GDAL_CACHE_MB) -> Iterator[None]:
         GDAL_NUM_THREADS="ALL_CPUS",
         GDAL_CACHEMAX=cache_mb,
         GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR",
+        # The COG driver reads its raw scratch source (cog_source.py) one 512 px block
+        # at a time; by default GDAL reads each whole row for every block, 22 times per
+        # row on a full tile. Direct reads of just the block's pixels: measured 1.8 vs
+        # 2.4 CPU-s per 10980 px COG. Touches raw-layout reads only (not JPEG2000).
+        GDAL_ONE_BIG_READ="YES",
     ):
         yield
 
