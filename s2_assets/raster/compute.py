@@ -409,6 +409,7 @@ def _write_index_strip(
             file.stats.add_excluding(
                 stored, excluded=INDEX_NODATA, valid=kept_count,
                 masked=valid_count - kept_count, nodata=values.size - valid_count,
+                included=kept_count,
             )  # fmt: skip
             file.sampler.take_index(
                 start, stored, masked=hidden, stretch=definition.stretch, nodata=INDEX_NODATA

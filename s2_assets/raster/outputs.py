@@ -60,8 +60,10 @@ class StatsAccumulator:
         valid: int,
         masked: int,
         nodata: int,
+        included: int | None = None,
     ) -> None:
-        """:meth:`add` with ``include`` = ``values != excluded`` (the file's nodata).
+        """:meth:`add` with ``include`` = ``values != excluded`` (the file's nodata);
+        ``included``, when the caller knows it, is how many values that includes.
 
         When ``excluded`` is the dtype's maximum (32767 for int16 indices, 255 for uint8
         masks) this needs no mask at all: the minimum of all values is the minimum of
@@ -77,7 +79,7 @@ class StatsAccumulator:
         self.masked += masked
         self.nodata += nodata
         total = int(values.sum(dtype=np.int64))
-        counted = int(np.count_nonzero(values != excluded))
+        counted = int(np.count_nonzero(values != excluded)) if included is None else included
         if counted:
             shifted = values + values.dtype.type(1)  # wraps: excluded -> dtype minimum
             low = int(values.min())

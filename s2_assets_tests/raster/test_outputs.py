@@ -9,12 +9,14 @@ from s2_assets.raster.outputs import StatsAccumulator
 
 
 def _both(strips: list[np.ndarray], excluded: int) -> tuple[StatsAccumulator, StatsAccumulator]:
-    slow, fast = StatsAccumulator(), StatsAccumulator()
+    slow, fast, told = StatsAccumulator(), StatsAccumulator(), StatsAccumulator()
     for values in strips:
         include = values != excluded
         counts = {"valid": int(include.sum()), "masked": 3, "nodata": int((~include).sum())}
         slow.add(values, include=include, **counts)
         fast.add_excluding(values, excluded=excluded, **counts)
+        told.add_excluding(values, excluded=excluded, included=counts["valid"], **counts)
+    assert told.result(1.0) == fast.result(1.0)
     return slow, fast
 
 
