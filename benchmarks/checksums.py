@@ -89,9 +89,13 @@ def run(size: int, safe: Path | None, scratch: Path) -> dict[str, dict[str, str]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--manifest", type=Path, required=True, help="JSON manifest to write or check")
+    parser.add_argument(
+        "--manifest", type=Path, required=True, help="JSON manifest to write or check"
+    )
     parser.add_argument("--check", action="store_true", help="compare with the manifest instead")
-    parser.add_argument("--size", type=int, default=1236, help="pixels a side of the big demo product")
+    parser.add_argument(
+        "--size", type=int, default=1236, help="pixels a side of the big demo product"
+    )
     parser.add_argument("--safe", type=Path, help="also run this L2A (e.g. the benchmark's)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="s2sums-") as scratch:
@@ -101,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(manifest)} outputs recorded in {args.manifest}")
         return 0
     expected = json.loads(args.manifest.read_text(encoding="utf-8"))
-    changed = sorted(k for k in expected.keys() | manifest.keys() if expected.get(k) != manifest.get(k))
+    changed = sorted(
+        k for k in expected.keys() | manifest.keys() if expected.get(k) != manifest.get(k)
+    )
     for key in changed:
         print(f"changed: {key}: {expected.get(key)} -> {manifest.get(key)}", file=sys.stderr)
     print(f"{len(manifest)} outputs, {len(changed)} changed")

@@ -91,7 +91,9 @@ def install() -> None:
         _hook(owner, attribute, phase)
 
 
-def run(safe: Path, out: Path, step: Callable[[Path, Path], None] | None = None) -> list[dict[str, Any]]:
+def run(
+    safe: Path, out: Path, step: Callable[[Path, Path], None] | None = None
+) -> list[dict[str, Any]]:
     """Run the mask and the indices under the hooks; one row per phase, then the total."""
     from benchmarks.tile import _cloudmask, _indices
 

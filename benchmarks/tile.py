@@ -248,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--rounds must be at least 1, not {args.rounds}")
     if args.safe is not None and not (args.safe / "MTD_MSIL2A.xml").is_file():
         parser.error(f"--safe {args.safe}: no MTD_MSIL2A.xml there; give an unpacked L2A .SAFE")
-    safe = args.safe if args.safe is not None else build(args.size, args.cache, textured=not args.flat)
+    safe = (
+        args.safe if args.safe is not None else build(args.size, args.cache, textured=not args.flat)
+    )
     args.cache.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     for number in range(1, args.rounds + 1):

@@ -137,5 +137,7 @@ class CogSource:
         ElementTree.SubElement(band, "ImageOffset").text = "0"
         ElementTree.SubElement(band, "PixelOffset").text = str(self._dtype.itemsize)
         ElementTree.SubElement(band, "LineOffset").text = str(self._dtype.itemsize * width)
-        ElementTree.SubElement(band, "ByteOrder").text = "LSB" if sys.byteorder == "little" else "MSB"
+        ElementTree.SubElement(band, "ByteOrder").text = (
+            "LSB" if sys.byteorder == "little" else "MSB"
+        )
         return band

@@ -54,7 +54,9 @@ class Level:
         step = self._row_step
         if step and last > first:  # evenly spaced rows: a strided view, no copy
             offset = int(self.rows[first]) - start
-            rows: slice | NDArray[np.int64] = slice(offset, offset + step * (last - first - 1) + 1, step)
+            rows: slice | NDArray[np.int64] = slice(
+                offset, offset + step * (last - first - 1) + 1, step
+            )
         else:
             rows = self.rows[first:last] - start
         return first, strip[rows][:, self._col_index]
@@ -75,9 +77,9 @@ def _index(picks: NDArray[np.int64]) -> slice | NDArray[np.int64]:
     if len(picks) < 2:
         return picks
     step = int(picks[1] - picks[0])
-    if step > 0 and int(picks[-1]) == int(picks[0]) + step * (len(picks) - 1):
-        if bool(np.all(np.diff(picks) == step)):
-            return slice(int(picks[0]), int(picks[-1]) + 1, step)
+    evenly = step > 0 and int(picks[-1]) == int(picks[0]) + step * (len(picks) - 1)
+    if evenly and bool(np.all(np.diff(picks) == step)):
+        return slice(int(picks[0]), int(picks[-1]) + 1, step)
     return picks
 
 

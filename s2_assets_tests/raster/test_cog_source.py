@@ -23,7 +23,9 @@ def _grid(width: int, height: int, crs_wkt: str = CRS_WKT) -> Grid:
     return Grid(width, height, Affine(10, 0, 300000, 0, -10, 7800040), crs_wkt)
 
 
-def _reference(path: Path, values: np.ndarray, grid: Grid, nodata: int, scale: float | None) -> bytes:
+def _reference(
+    path: Path, values: np.ndarray, grid: Grid, nodata: int, scale: float | None
+) -> bytes:
     """What the writer did before: an uncompressed tiled GeoTIFF, then the COG driver
     (which then builds the overviews itself), with GDAL's worker threads."""
     scratch = path.with_name("reference_scratch.tif")

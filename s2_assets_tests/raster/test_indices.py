@@ -113,7 +113,15 @@ def test_mask_fill_keeps_every_int16_value_and_hides_the_rest() -> None:
     hidden = np.array([False, False, False, False, False, True, True])
     fill = ix.mask_fill(hidden)
     assert fill.dtype == np.int16 and fill.tolist() == [-32768] * 5 + [NODATA] * 2
-    assert ix.apply_mask_fill(values, fill).tolist() == [-32768, -1, 0, 32766, NODATA, NODATA, NODATA]
+    assert ix.apply_mask_fill(values, fill).tolist() == [
+        -32768,
+        -1,
+        0,
+        32766,
+        NODATA,
+        NODATA,
+        NODATA,
+    ]
 
 
 def test_jp2_values_keep_nodata_apart_from_valid_values() -> None:
