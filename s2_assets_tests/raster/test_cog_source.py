@@ -46,6 +46,8 @@ def _textured(shape: tuple[int, int], dtype: str, nodata: int, seed: int) -> np.
     rng = np.random.default_rng(seed)
     if dtype == "uint8":
         values = rng.integers(0, 2, shape).astype(np.uint8)
+    elif dtype == "uint16":
+        values = rng.integers(0, 400, shape).astype(np.uint16)  # composite counts
     else:
         values = (rng.normal(0, 3000, shape)).clip(-10000, 10000).astype(np.int16)
     values[: shape[0] // 7, : shape[1] // 5] = nodata
@@ -60,12 +62,13 @@ def _textured(shape: tuple[int, int], dtype: str, nodata: int, seed: int) -> np.
         (1301, 777, "int16", None, 7, CRS_WKT),  # odd, not square, thin strips
         (2061, 530, "uint8", None, 13, CRS_WKT),  # a mask; one side barely above a block
         (300, 200, "uint8", None, 64, ""),  # a single tile, no overviews, no CRS
+        (1030, 700, "uint16", None, 100, CRS_WKT),  # a composite's count above 254 dates
     ],
 )
 def test_cog_bytes_equal_the_drivers_own(
     tmp_path: Path, width: int, height: int, dtype: str, scale: float | None, rows: int, crs: str
 ) -> None:
-    nodata = 255 if dtype == "uint8" else 32767
+    nodata = {"uint8": 255, "uint16": 65535}.get(dtype, 32767)
     grid = _grid(width, height, crs)
     values = _textured((height, width), dtype, nodata, seed=width)
     path = tmp_path / "out.tif"
