@@ -1,0 +1,368 @@
+"""End to end on a Celery cluster: ``S2_EXECUTOR=deploy/executors/celery.yaml``, Redis with a
+password, two ``celery worker`` processes apart from the daemon, webserver and daemon on
+PostgreSQL (a database of its own on the package's server), backfills through GraphQL.
+
+What it shows: every step of the backfill ran in a worker (the pid of each step's events is
+a worker's), the library it leaves is byte for byte the one an in-process run leaves, and a
+worker killed in the middle of a step leaves no half-written product under a final name,
+while launching the backfill again completes it on the surviving worker.
+Run with ``.ci/e2e.sh`` (it installs Redis and the ``celery`` extra and sets ``S2_E2E=1``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from s2_assets.definitions import build_definitions
+from s2_assets.demo import DEMO_PRODUCTS, DEMO_TILES, build_archive
+from s2_assets.jobs.run_now import run_ranges
+from s2_assets.partitions import TileDate
+from s2_assets.settings import Settings
+from s2_assets.specs import INDEX_NAMES
+from s2_assets_tests.e2e.celery_cluster import (
+    CeleryWorker,
+    RedisServer,
+    start_redis,
+    start_worker,
+)
+from s2_assets_tests.e2e.conftest import DATE_START, DEMO_SIZE, REPO, START_TIMEOUT_S, Deployment
+from s2_assets_tests.e2e.graphql import GraphQL, poll
+from s2_assets_tests.e2e.postgres import PostgresServer, free_port, pid_alive
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("S2_E2E") != "1",
+    reason="end-to-end on Redis, Celery workers, PostgreSQL, webserver and daemon: .ci/e2e.sh",
+)
+
+ASSETS = ("l2a", "cloudmask", *(name.lower() for name in INDEX_NAMES))
+# 2 tiles x 16 days: the span of 40KCB's products, for both tiles.
+FIRST, LAST = date(2022, 1, 20), date(2022, 2, 4)
+TIMEOUT_S = 600
+WORKERS = ("s2w1", "s2w2")
+DATABASE = "dagster_celery"
+
+TERMINATE = """mutation($id: String!) { terminateRun(runId: $id) { __typename
+  ... on TerminateRunSuccess { run { runId } } ... on TerminateRunFailure { message }
+  ... on PythonError { message } } }"""
+RUN_STATUS = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"""
+
+
+@dataclass
+class Cluster:
+    """The running deployment, its workers and its broker."""
+
+    deployment: Deployment
+    workers: dict[str, CeleryWorker]
+    redis: RedisServer
+    graphql: GraphQL
+
+
+def day_keys() -> list[TileDate]:
+    return [
+        TileDate(tile, FIRST + timedelta(n))
+        for tile in DEMO_TILES
+        for n in range((LAST - FIRST).days + 1)
+    ]
+
+
+def create_database(server: PostgresServer, name: str) -> None:
+    import psycopg2
+
+    connection = psycopg2.connect(
+        host="127.0.0.1", port=server.port, user=server.user, password=server.password,
+        dbname="postgres",
+    )  # fmt: skip
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {name}")
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("celery-archive")
+    build_archive(path, DEMO_PRODUCTS, size=DEMO_SIZE)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, archive: Path) -> Path:
+    """The library an in-process run of the same backfill leaves (ephemeral instance)."""
+    library = tmp_path_factory.mktemp("celery-reference")
+    defs = build_definitions(
+        Settings(data_home=library, archive_root=str(archive), date_start=DATE_START),
+        dg.in_process_executor,
+    )
+    job = defs.resolve_implicit_global_asset_job_def()
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("tiles", list(DEMO_TILES))
+    for tile in DEMO_TILES:
+        done = job.execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey("acquisitions")], partition_key=tile
+        )
+        assert done.success
+    run_ranges(job, instance, ASSETS, day_keys(), {})
+    return library
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer, archive: Path
+) -> Iterator[Cluster]:
+    """Redis, two workers, webserver and daemon; all stopped by pid at the end."""
+    base = tmp_path_factory.mktemp("celery")
+    home, library, run_dir = base / "dagster_home", base / "library", base / "services"
+    for folder in (home, library, run_dir):
+        folder.mkdir()
+    shutil.copyfile(REPO / "deploy" / "dagster.postgres.yaml", home / "dagster.yaml")
+    create_database(postgres, DATABASE)
+    redis = start_redis(base / "redis")
+    workers: dict[str, CeleryWorker] = {}
+    deployment: Deployment | None = None
+    try:
+        env = {key: value for key, value in os.environ.items() if not key.startswith("S2_")}
+        env.update(postgres.environment())
+        env.update(redis.environment())
+        env.update(
+            {
+                "DAGSTER_PG_DB": DATABASE,
+                "DAGSTER_HOME": str(home),
+                "S2_DATA_HOME": str(library),
+                "S2_ARCHIVE_ROOT": str(archive),
+                "S2_DATE_START": DATE_START,
+                "S2_EXECUTOR": str(REPO / "deploy" / "executors" / "celery.yaml"),
+                "S2_WEBSERVER_PORT": str(free_port()),
+                "S2_VENV_BIN": str(Path(sys.executable).parent),
+                "S2_RUN_DIR": str(run_dir),
+                "S2_START_TIMEOUT": str(START_TIMEOUT_S),
+            }
+        )
+        deployment = Deployment(home=home, library=library, archive=archive, env=env)
+        for name in WORKERS:
+            workers[name] = start_worker(name, env, run_dir, Path(sys.executable).parent)
+        started = deployment.services("start")
+        assert started.returncode == 0, f"services.sh start:\n{started.stdout}\n{started.stderr}"
+        graphql = GraphQL(deployment.base_url)
+        graphql.wait_until_loaded(timeout_s=START_TIMEOUT_S)
+        yield Cluster(deployment, workers, redis, graphql)
+    finally:
+        if deployment is not None:
+            stopped = deployment.services("stop")
+            assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        for worker in workers.values():
+            worker.stop()
+        redis.stop()
+
+
+@pytest.fixture(scope="module")
+def instance(cluster: Cluster) -> Iterator[dg.DagsterInstance]:
+    """The cluster's instance (its own Postgres database), opened from this process."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in cluster.deployment.env.items():
+            if key.startswith("DAGSTER_PG_"):
+                patch.setenv(key, value)
+        with dg.DagsterInstance.from_config(str(cluster.deployment.home)) as opened:
+            yield opened
+
+
+def products_backfill(graphql: GraphQL, title: str, assets: tuple[str, ...] = ASSETS) -> str:
+    ranges = [{"start": f"{FIRST}|{t}", "end": f"{LAST}|{t}"} for t in DEMO_TILES]
+    return graphql.launch_backfill(
+        {
+            "partitionsByAssets": [
+                {"assetKey": {"path": [name]}, "partitions": {"ranges": ranges}}
+                for name in assets
+            ],
+            "title": title,
+        }
+    )
+
+
+def library_files(root: Path) -> dict[str, bytes]:
+    """Every file under ``data/`` by relative path; provenance records without their
+    processing date (the one value that differs between two runs by design)."""
+    files = {}
+    for path in sorted((root / "data").rglob("*")):
+        if not path.is_file():
+            continue
+        content = path.read_bytes()
+        if path.suffix == ".xml" and b"<PROCESSING_DATE>" in content:
+            content = re.sub(rb"<PROCESSING_DATE>[^<]*</PROCESSING_DATE>", b"", content)
+        files[str(path.relative_to(root))] = content
+    return files
+
+
+def step_pids(instance: dg.DagsterInstance, run_id: str) -> dict[str, set[int]]:
+    """The pids of each step's STEP_START and materialization events."""
+    pids: dict[str, set[int]] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None or event.pid is None:
+            continue
+        if event.event_type_value in ("STEP_START", "ASSET_MATERIALIZATION", "STEP_SUCCESS"):
+            pids.setdefault(event.step_key, set()).add(event.pid)
+    return pids
+
+
+def worker_hosts(instance: dg.DagsterInstance, run_id: str) -> set[str]:
+    """The ``Celery worker`` hostnames the tasks of a run report."""
+    hosts = set()
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        data = getattr(event, "event_specific_data", None) if event else None
+        metadata = getattr(data, "metadata", None) or {}
+        if "Celery worker" in metadata:
+            hosts.add(str(metadata["Celery worker"].value).split("@")[0])
+    return hosts
+
+
+def test_celery_backfill_runs_in_the_workers_and_matches_in_process(
+    cluster: Cluster, instance: dg.DagsterInstance, reference: Path
+) -> None:
+    graphql = cluster.graphql
+    for tile in DEMO_TILES:
+        graphql.add_tile(tile)
+    graphql.stop_sensor("new_acquisitions_sensor")
+    catalogues = graphql.launch_backfill(
+        {
+            "partitionsByAssets": [
+                {
+                    "assetKey": {"path": ["acquisitions"]},
+                    "partitions": {"ranges": [{"start": t, "end": t} for t in DEMO_TILES]},
+                }
+            ],
+            "title": "e2e celery: catalogues",
+        }
+    )
+    started = time.monotonic()
+    catalogue_runs = graphql.wait_for_backfill(catalogues, TIMEOUT_S)
+    products = products_backfill(graphql, "e2e celery: products")
+    product_runs = graphql.wait_for_backfill(products, TIMEOUT_S)
+    print(f"celery backfills (catalogues + products): {time.monotonic() - started:.0f} s")
+    assert graphql.backfill_status(products) == "COMPLETED_SUCCESS"
+    assert len(product_runs) == len(DEMO_TILES)
+
+    worker_pids = set().union(*(w.remember_pids() for w in cluster.workers.values()))
+    used_hosts: set[str] = set()
+    for run in catalogue_runs + product_runs:
+        assert run["status"] == "SUCCESS"
+        pids = step_pids(instance, run["runId"])
+        assert pids, f"run {run['runId']}: no step events"
+        for step, seen in pids.items():
+            assert seen <= worker_pids, f"step {step} ran in {seen}, workers are {worker_pids}"
+        used_hosts |= worker_hosts(instance, run["runId"])
+    assert used_hosts <= set(WORKERS) and used_hosts
+    print(f"steps ran in workers {sorted(used_hosts)}, pids {sorted(worker_pids)}")
+
+    got, want = library_files(cluster.deployment.library), library_files(reference)
+    assert sorted(got) == sorted(want)
+    differ = [path for path in want if got[path] != want[path]]
+    assert not differ, f"{len(differ)} files differ from the in-process run: {differ[:5]}"
+    assert sum(1 for p in want if p.endswith(".tif")) > 0
+
+    secret = cluster.redis.password
+    logs = [p for p in cluster.deployment.run_dir.glob("*.log")]
+    assert all(secret not in p.read_text(errors="replace") for p in logs)
+    for run in catalogue_runs + product_runs:
+        assert all(secret not in (e.message or "") for e in instance.all_logs(run["runId"]))
+
+
+def test_a_worker_killed_mid_step_leaves_no_half_written_product(
+    cluster: Cluster, instance: dg.DagsterInstance, reference: Path
+) -> None:
+    """Outputs of cloudmask and the indices removed, their backfill launched again; when the
+    first index file of the new run appears, the worker writing it is killed (SIGKILL to it
+    and its pool child). Every file under a final name must still be complete; the run is
+    terminated, and the same backfill launched again completes on the other worker."""
+    library = cluster.deployment.library / "data"
+    for folder in ("CLOUDMASKS", "INDICES"):
+        shutil.rmtree(library / folder)
+    graphql = cluster.graphql
+    derived = ASSETS[1:]
+    first = products_backfill(graphql, "e2e celery: derived, a worker dies", derived)
+
+    def index_file_written() -> str | None:
+        runs = graphql.backfill_runs(first)
+        assert not [r for r in runs if r["status"] in ("SUCCESS", "FAILURE")], (
+            "a run ended before an index file appeared"
+        )
+        return None if any(library.glob("INDICES/*/*/*/*.tif")) else "no index file yet"
+
+    poll(index_file_written, TIMEOUT_S, interval_s=0.2)
+    busy = busy_worker(instance, graphql.backfill_runs(first), cluster.workers)
+    busy.kill()
+    print(f"killed worker {busy.name} (pids {sorted(busy.pids)}) mid-step")
+    assert not any(pid_alive(pid) for pid in busy.pids)
+
+    want = library_files(reference)
+    half_written = {
+        path: len(content)
+        for path, content in library_files(cluster.deployment.library).items()
+        if path in want and content != want[path]
+    }
+    assert not half_written, f"files under their final name differ: {half_written}"
+    unexpected = set(library_files(cluster.deployment.library)) - set(want)
+    assert all(".tmp" in Path(p).name or Path(p).name.startswith(".") for p in unexpected), (
+        unexpected
+    )
+
+    for run in graphql.backfill_runs(first):
+        if run["status"] not in ("SUCCESS", "FAILURE", "CANCELED"):
+            answer = graphql(TERMINATE, id=run["runId"])["terminateRun"]
+            assert answer["__typename"] == "TerminateRunSuccess", answer
+    wait_runs_finished(graphql, first)
+
+    again = products_backfill(graphql, "e2e celery: derived, again", derived)
+    runs = graphql.wait_for_backfill(again, TIMEOUT_S)
+    assert {r["status"] for r in runs} == {"SUCCESS"}
+    got = library_files(cluster.deployment.library)
+    finals = {p: c for p, c in got.items() if p in want}
+    assert finals == want
+
+
+def busy_worker(
+    instance: dg.DagsterInstance, runs: list[dict[str, object]], workers: dict[str, CeleryWorker]
+) -> CeleryWorker:
+    """The worker whose pid started the latest step of ``runs`` not finished yet."""
+    latest: tuple[float, int] | None = None
+    for run in runs:
+        finished = set()
+        for entry in instance.all_logs(str(run["runId"])):
+            event = entry.dagster_event
+            if event is None or event.pid is None:
+                continue
+            if event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+                finished.add(event.step_key)
+            elif event.event_type_value == "STEP_START" and event.step_key not in finished:
+                if latest is None or entry.timestamp > latest[0]:
+                    latest = (entry.timestamp, event.pid)
+    assert latest is not None, "no step started"
+    for worker in workers.values():
+        if latest[1] in worker.remember_pids():
+            return worker
+    raise AssertionError(f"pid {latest[1]} is no worker's")
+
+
+def wait_runs_finished(graphql: GraphQL, backfill_id: str) -> None:
+    def finished() -> str | None:
+        statuses = [
+            graphql(RUN_STATUS, id=r["runId"])["runOrError"]["status"]
+            for r in graphql.backfill_runs(backfill_id)
+        ]
+        waiting = [s for s in statuses if s not in ("SUCCESS", "FAILURE", "CANCELED")]
+        return f"runs {statuses}" if waiting else None
+
+    poll(finished, TIMEOUT_S, interval_s=2.0)
