@@ -37,7 +37,7 @@ from s2_assets_tests.e2e.celery_cluster import (
     start_worker,
 )
 from s2_assets_tests.e2e.conftest import DATE_START, DEMO_SIZE, REPO, START_TIMEOUT_S, Deployment
-from s2_assets_tests.e2e.graphql import GraphQL, poll
+from s2_assets_tests.e2e.graphql import FINISHED_BACKFILL, GraphQL, poll
 from s2_assets_tests.e2e.postgres import PostgresServer, free_port, pid_alive
 
 pytestmark = pytest.mark.skipif(
@@ -56,6 +56,7 @@ TERMINATE = """mutation($id: String!) { terminateRun(runId: $id) { __typename
   ... on TerminateRunSuccess { run { runId } } ... on TerminateRunFailure { message }
   ... on PythonError { message } } }"""
 RUN_STATUS = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"""
+FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
 @dataclass
@@ -178,17 +179,16 @@ def instance(cluster: Cluster) -> Iterator[dg.DagsterInstance]:
             yield opened
 
 
-def products_backfill(graphql: GraphQL, title: str, assets: tuple[str, ...] = ASSETS) -> str:
-    ranges = [{"start": f"{FIRST}|{t}", "end": f"{LAST}|{t}"} for t in DEMO_TILES]
-    return graphql.launch_backfill(
-        {
-            "partitionsByAssets": [
-                {"assetKey": {"path": [name]}, "partitions": {"ranges": ranges}}
-                for name in assets
-            ],
-            "title": title,
-        }
-    )
+def backfill(graphql: GraphQL, title: str, tiles: tuple[str, ...] = DEMO_TILES) -> str:
+    """One backfill of the catalogues and the products of ``tiles`` (the daemon runs the
+    catalogues first, then one ranged run per tile)."""
+    ranges = [{"start": f"{FIRST}|{t}", "end": f"{LAST}|{t}"} for t in tiles]
+    catalogues = {
+        "assetKey": {"path": ["acquisitions"]},
+        "partitions": {"ranges": [{"start": t, "end": t} for t in tiles]},
+    }
+    products = [{"assetKey": {"path": [name]}, "partitions": {"ranges": ranges}} for name in ASSETS]
+    return graphql.launch_backfill({"partitionsByAssets": [catalogues, *products], "title": title})
 
 
 def library_files(root: Path) -> dict[str, bytes]:
@@ -229,140 +229,134 @@ def worker_hosts(instance: dg.DagsterInstance, run_id: str) -> set[str]:
     return hosts
 
 
-def test_celery_backfill_runs_in_the_workers_and_matches_in_process(
-    cluster: Cluster, instance: dg.DagsterInstance, reference: Path
-) -> None:
+@dataclass(frozen=True)
+class Interrupted:
+    """The first backfill, during which a worker was killed mid-step."""
+
+    backfill_id: str
+    killed: CeleryWorker
+    library_at_kill: dict[str, bytes]
+    runs: list[dict[str, object]]
+
+
+@pytest.fixture(scope="module")
+def interrupted(cluster: Cluster, instance: dg.DagsterInstance) -> Interrupted:
+    """Register the tiles, pause the discovery sensor, launch the backfill; when the first
+    index file appears, SIGKILL the worker running the latest step (and its pool child);
+    then terminate the runs left waiting for it, as an operator would."""
     graphql = cluster.graphql
     for tile in DEMO_TILES:
         graphql.add_tile(tile)
     graphql.stop_sensor("new_acquisitions_sensor")
-    catalogues = graphql.launch_backfill(
-        {
-            "partitionsByAssets": [
-                {
-                    "assetKey": {"path": ["acquisitions"]},
-                    "partitions": {"ranges": [{"start": t, "end": t} for t in DEMO_TILES]},
-                }
-            ],
-            "title": "e2e celery: catalogues",
-        }
-    )
-    started = time.monotonic()
-    catalogue_runs = graphql.wait_for_backfill(catalogues, TIMEOUT_S)
-    products = products_backfill(graphql, "e2e celery: products")
-    product_runs = graphql.wait_for_backfill(products, TIMEOUT_S)
-    print(f"celery backfills (catalogues + products): {time.monotonic() - started:.0f} s")
-    assert graphql.backfill_status(products) == "COMPLETED_SUCCESS"
-    assert len(product_runs) == len(DEMO_TILES)
+    backfill_id = backfill(graphql, "e2e celery: a worker dies")
+    indices = cluster.deployment.library / "data" / "INDICES"
 
-    worker_pids = set().union(*(w.remember_pids() for w in cluster.workers.values()))
-    used_hosts: set[str] = set()
-    for run in catalogue_runs + product_runs:
-        assert run["status"] == "SUCCESS"
-        pids = step_pids(instance, run["runId"])
-        assert pids, f"run {run['runId']}: no step events"
-        for step, seen in pids.items():
-            assert seen <= worker_pids, f"step {step} ran in {seen}, workers are {worker_pids}"
-        used_hosts |= worker_hosts(instance, run["runId"])
-    assert used_hosts <= set(WORKERS) and used_hosts
-    print(f"steps ran in workers {sorted(used_hosts)}, pids {sorted(worker_pids)}")
+    def index_file_written() -> str | None:
+        runs = graphql.backfill_runs(backfill_id)
+        failed = [r["runId"] for r in runs if r["status"] in ("FAILURE", "CANCELED")]
+        assert not failed, "\n".join(graphql.run_messages(failed[0])[-30:])
+        return None if any(indices.glob("*/*/*/*.tif")) else "no index file yet"
 
-    got, want = library_files(cluster.deployment.library), library_files(reference)
-    assert sorted(got) == sorted(want)
-    differ = [path for path in want if got[path] != want[path]]
-    assert not differ, f"{len(differ)} files differ from the in-process run: {differ[:5]}"
-    assert sum(1 for p in want if p.endswith(".tif")) > 0
-
-    secret = cluster.redis.password
-    logs = [p for p in cluster.deployment.run_dir.glob("*.log")]
-    assert all(secret not in p.read_text(errors="replace") for p in logs)
-    for run in catalogue_runs + product_runs:
-        assert all(secret not in (e.message or "") for e in instance.all_logs(run["runId"]))
+    poll(index_file_written, TIMEOUT_S, interval_s=0.2)
+    busy = busy_worker(instance, graphql.backfill_runs(backfill_id), cluster.workers)
+    busy.kill()
+    snapshot = library_files(cluster.deployment.library)
+    print(f"killed worker {busy.name} (pids {sorted(busy.pids)}) mid-step")
+    terminate_stuck_runs(graphql, backfill_id)
+    return Interrupted(backfill_id, busy, snapshot, graphql.backfill_runs(backfill_id))
 
 
 def test_a_worker_killed_mid_step_leaves_no_half_written_product(
-    cluster: Cluster, instance: dg.DagsterInstance, reference: Path
+    interrupted: Interrupted, reference: Path
 ) -> None:
-    """Outputs of cloudmask and the indices removed, their backfill launched again; when the
-    first index file of the new run appears, the worker writing it is killed (SIGKILL to it
-    and its pool child). Every file under a final name must still be complete; the run is
-    terminated, and the same backfill launched again completes on the other worker."""
-    library = cluster.deployment.library / "data"
-    for folder in ("CLOUDMASKS", "INDICES"):
-        shutil.rmtree(library / folder)
-    graphql = cluster.graphql
-    derived = ASSETS[1:]
-    first = products_backfill(graphql, "e2e celery: derived, a worker dies", derived)
-
-    def index_file_written() -> str | None:
-        runs = graphql.backfill_runs(first)
-        assert not [r for r in runs if r["status"] in ("SUCCESS", "FAILURE")], (
-            "a run ended before an index file appeared"
-        )
-        return None if any(library.glob("INDICES/*/*/*/*.tif")) else "no index file yet"
-
-    poll(index_file_written, TIMEOUT_S, interval_s=0.2)
-    busy = busy_worker(instance, graphql.backfill_runs(first), cluster.workers)
-    busy.kill()
-    print(f"killed worker {busy.name} (pids {sorted(busy.pids)}) mid-step")
-    assert not any(pid_alive(pid) for pid in busy.pids)
-
+    assert not any(pid_alive(pid) for pid in interrupted.killed.pids)
     want = library_files(reference)
-    half_written = {
-        path: len(content)
-        for path, content in library_files(cluster.deployment.library).items()
-        if path in want and content != want[path]
-    }
-    assert not half_written, f"files under their final name differ: {half_written}"
-    unexpected = set(library_files(cluster.deployment.library)) - set(want)
-    assert all(".tmp" in Path(p).name or Path(p).name.startswith(".") for p in unexpected), (
-        unexpected
+    at_kill = interrupted.library_at_kill
+    assert any(p.endswith(".tif") and "/INDICES/" in p for p in at_kill)
+    assert len([p for p in at_kill if p.endswith(".tif")]) < len(
+        [p for p in want if p.endswith(".tif")]
+    ), "the step was not interrupted: every product was there already"
+    half_written = [path for path, content in at_kill.items() if want.get(path) != content]
+    assert not half_written, (
+        f"files under a final name that are not the finished product: {half_written}"
     )
+    statuses = {str(r["status"]) for r in interrupted.runs}
+    assert statuses <= {"SUCCESS", "CANCELED"} and "CANCELED" in statuses, statuses
 
-    for run in graphql.backfill_runs(first):
-        if run["status"] not in ("SUCCESS", "FAILURE", "CANCELED"):
-            answer = graphql(TERMINATE, id=run["runId"])["terminateRun"]
-            assert answer["__typename"] == "TerminateRunSuccess", answer
-    wait_runs_finished(graphql, first)
 
-    again = products_backfill(graphql, "e2e celery: derived, again", derived)
+def test_a_rerun_completes_in_the_workers_and_matches_in_process(
+    cluster: Cluster, instance: dg.DagsterInstance, interrupted: Interrupted, reference: Path
+) -> None:
+    graphql = cluster.graphql
+    started = time.monotonic()
+    again = backfill(graphql, "e2e celery: again")
     runs = graphql.wait_for_backfill(again, TIMEOUT_S)
+    print(f"celery re-run backfill: {time.monotonic() - started:.0f} s")
     assert {r["status"] for r in runs} == {"SUCCESS"}
-    got = library_files(cluster.deployment.library)
-    finals = {p: c for p, c in got.items() if p in want}
-    assert finals == want
+    assert graphql.backfill_status(again) == "COMPLETED_SUCCESS"
+
+    got, want = library_files(cluster.deployment.library), library_files(reference)
+    assert sorted(p for p in got if ".tmp" not in p) == sorted(want)
+    differ = [path for path in want if got[path] != want[path]]
+    assert not differ, f"{len(differ)} files differ from the in-process run: {differ[:5]}"
+
+    worker_pids = set().union(*(w.remember_pids() for w in cluster.workers.values()))
+    hosts: set[str] = set()
+    for run in [*interrupted.runs, *runs]:
+        run_id = str(run["runId"])
+        for step, seen in step_pids(instance, run_id).items():
+            assert seen <= worker_pids, f"step {step} ran in {seen}, workers are {worker_pids}"
+        hosts |= worker_hosts(instance, run_id)
+    assert hosts == set(WORKERS), hosts
+    print(f"steps ran in workers {sorted(hosts)}, pids {sorted(worker_pids)}")
+
+    secret = cluster.redis.password
+    for log in cluster.deployment.run_dir.glob("*.log"):
+        assert secret not in log.read_text(errors="replace"), log
+    for run in [*interrupted.runs, *runs]:
+        assert all(secret not in (e.message or "") for e in instance.all_logs(str(run["runId"])))
 
 
 def busy_worker(
     instance: dg.DagsterInstance, runs: list[dict[str, object]], workers: dict[str, CeleryWorker]
 ) -> CeleryWorker:
-    """The worker whose pid started the latest step of ``runs`` not finished yet."""
-    latest: tuple[float, int] | None = None
+    """The worker whose pid started the latest step of ``runs`` that has not finished."""
+    started: dict[tuple[str, str], tuple[float, int]] = {}
+    finished: set[tuple[str, str]] = set()
     for run in runs:
-        finished = set()
         for entry in instance.all_logs(str(run["runId"])):
             event = entry.dagster_event
-            if event is None or event.pid is None:
+            if event is None or event.pid is None or event.step_key is None:
                 continue
+            step = (str(run["runId"]), event.step_key)
             if event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
-                finished.add(event.step_key)
-            elif event.event_type_value == "STEP_START" and event.step_key not in finished:
-                if latest is None or entry.timestamp > latest[0]:
-                    latest = (entry.timestamp, event.pid)
-    assert latest is not None, "no step started"
+                finished.add(step)
+            elif event.event_type_value == "STEP_START":
+                started[step] = (entry.timestamp, event.pid)
+    running = [started[step] for step in started if step not in finished]
+    assert running, "no step running"
+    pid = max(running)[1]
     for worker in workers.values():
-        if latest[1] in worker.remember_pids():
+        if pid in worker.remember_pids():
             return worker
-    raise AssertionError(f"pid {latest[1]} is no worker's")
+    raise AssertionError(f"pid {pid} is no worker's")
 
 
-def wait_runs_finished(graphql: GraphQL, backfill_id: str) -> None:
-    def finished() -> str | None:
-        statuses = [
-            graphql(RUN_STATUS, id=r["runId"])["runOrError"]["status"]
+def terminate_stuck_runs(graphql: GraphQL, backfill_id: str) -> None:
+    """Terminate every run of the backfill still going once nothing moves: a step whose
+    worker died never reports back, so its run would wait forever."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        statuses = {
+            str(r["runId"]): graphql(RUN_STATUS, id=r["runId"])["runOrError"]["status"]
             for r in graphql.backfill_runs(backfill_id)
-        ]
-        waiting = [s for s in statuses if s not in ("SUCCESS", "FAILURE", "CANCELED")]
-        return f"runs {statuses}" if waiting else None
-
-    poll(finished, TIMEOUT_S, interval_s=2.0)
+        }
+        going = [run for run, status in statuses.items() if status not in FINISHED]
+        if not going and graphql.backfill_status(backfill_id) in FINISHED_BACKFILL:
+            return
+        assert time.monotonic() < deadline, f"runs still going: {statuses}"
+        for run in going:
+            if statuses[run] in ("STARTED", "QUEUED"):
+                answer = graphql(TERMINATE, id=run)["terminateRun"]
+                assert answer["__typename"] == "TerminateRunSuccess", answer
+        time.sleep(2.0)
