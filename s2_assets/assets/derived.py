@@ -50,6 +50,16 @@ def _specs(requested: Sequence[str]) -> list[str]:
         raise dg.Failure(str(exc)) from exc
 
 
+# What a day without an L2A records: the run-level metadata every partition of the run gets,
+# which the days with products override. Metadata for one partition costs Dagster a lookup of
+# every key of the run's range, so a ten-year run adding it for each empty day is quadratic.
+EMPTY_DAY: dict[str, object] = {
+    "count": 0,
+    "files": dg.MetadataValue.json([]),
+    "provenance": dg.MetadataValue.json([]),
+}
+
+
 def _written_metadata(written: list[WrittenRaster]) -> dict[str, object]:
     metadata: dict[str, object] = {
         "files": dg.MetadataValue.json([w.summary() for w in written]),
@@ -85,7 +95,10 @@ def build_cloudmask_asset(
             key = TileDate.parse(raw_key)
             specs = _specs(config.specs or list(options_of(key).cloudmasks) or [DEFAULT_MASK_SPEC])
             written: list[WrittenRaster] = []
-            for product in lib.products("L2A", key.tile, key.date):
+            products = lib.products("L2A", key.tile, key.date)
+            if not products:
+                continue
+            for product in products:
                 out_dir = lib.mask_dir(key.tile, product.id)
                 todo = [
                     s
@@ -110,7 +123,7 @@ def build_cloudmask_asset(
                 {"specs": dg.MetadataValue.json(specs), **_written_metadata(written)},
                 partition_key=raw_key,
             )
-        return dg.MaterializeResult(metadata={"masks_written": total})
+        return dg.MaterializeResult(metadata={**EMPTY_DAY, "masks_written": total})
 
     return cloudmask
 
@@ -149,7 +162,10 @@ def build_indices_asset(
             key = TileDate.parse(raw_key)
             mask_specs = _specs(config.masks or list(options_of(key).cloudmasks))
             by_index: dict[str, list[WrittenRaster]] = {name: [] for name in wanted}
-            for product in lib.products("L2A", key.tile, key.date):
+            products = lib.products("L2A", key.tile, key.date)
+            if not products:
+                continue
+            for product in products:
                 mask_dir = lib.mask_dir(key.tile, product.id)
                 masks = {
                     s: mask_dir / f"{product.id}_{s}.tif"
@@ -173,6 +189,6 @@ def build_indices_asset(
                     _written_metadata(written), asset_key=name.lower(), partition_key=raw_key
                 )
         for name in wanted:
-            yield dg.MaterializeResult(asset_key=name.lower())
+            yield dg.MaterializeResult(asset_key=name.lower(), metadata=EMPTY_DAY)
 
     return indices

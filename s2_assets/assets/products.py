@@ -269,9 +269,12 @@ def build_product_asset(
             if compute and options.copy_sideproducts:
                 for product in held:
                     copy_side_products(product.path, lib.mask_dir(key.tile, product.id))
-            context.add_asset_metadata(
-                partition_metadata(held, fetched, computed, offline), partition_key=raw_key
-            )
+            if held or fetched or computed or offline:
+                # Empty days take the run-level defaults below: metadata for one partition
+                # costs a lookup of every key of the run's range (quadratic in its length).
+                context.add_asset_metadata(
+                    partition_metadata(held, fetched, computed, offline), partition_key=raw_key
+                )
             outcome.offline += offline
             outcome.fetched += len(fetched)
             outcome.computed += len(computed)
@@ -282,6 +285,7 @@ def build_product_asset(
         _finish(context, level, last, outcome)
         return dg.MaterializeResult(
             metadata={
+                **partition_metadata([], [], [], []),
                 "run_partitions": len(context.partition_keys),
                 "run_fetched": outcome.fetched,
                 "run_computed": outcome.computed,
