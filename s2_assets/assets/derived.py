@@ -53,8 +53,8 @@ def _specs(requested: Sequence[str]) -> list[str]:
 # What a day without an L2A records: the run-level metadata every partition of the run gets,
 # which the days with products override. Metadata for one partition costs Dagster a lookup of
 # every key of the run's range, so a ten-year run adding it for each empty day is quadratic.
-EMPTY_DAY: dict[str, object] = {
-    "count": 0,
+EMPTY_DAY: dict[str, dg.MetadataValue] = {
+    "count": dg.MetadataValue.int(0),
     "files": dg.MetadataValue.json([]),
     "provenance": dg.MetadataValue.json([]),
 }

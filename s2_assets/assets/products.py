@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -133,7 +134,7 @@ def acquisition(name: ProductName) -> tuple[str, datetime, int, str | None]:
 
 def partition_metadata(
     held: list[LibraryProduct], fetched: list[str], computed: list[str], offline: list[str]
-) -> dict[str, object]:
+) -> dict[str, Any]:
     return {
         "products": len(held),
         "product_ids": dg.MetadataValue.json([p.id for p in held]),
@@ -285,6 +286,7 @@ def build_product_asset(
         _finish(context, level, last, outcome)
         return dg.MaterializeResult(
             metadata={
+                # What an empty day records; days with products override it.
                 **partition_metadata([], [], [], []),
                 "run_partitions": len(context.partition_keys),
                 "run_fetched": outcome.fetched,
