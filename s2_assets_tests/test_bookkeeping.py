@@ -3,7 +3,8 @@
 Dagster checks each ``add_asset_metadata(partition_key=...)`` against every key of the run's
 range, looking the tile up in the instance twice, so a ten-year ranged run calling it for each
 of its 3,652 days per asset is quadratic. Empty days (most days of a tile's history) take the
-run-level metadata instead, which says the same: no product.
+run-level metadata instead, which says the same: no product; days with products go through
+``run_metadata.add``, which records the same metadata without that check.
 """
 
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from s2_assets.assets import run_metadata
 from s2_assets.definitions import build_definitions
 from s2_assets.demo import DEMO_PRODUCTS, build_archive
 from s2_assets.settings import Settings
@@ -32,18 +34,22 @@ def test_empty_days_are_recorded_without_per_partition_metadata(
     )
     job = defs.resolve_implicit_global_asset_job_def()
     calls: list[tuple[str, str | None]] = []
-    original = dg.AssetExecutionContext.add_asset_metadata
+    original = run_metadata.add
 
-    def counted(self, metadata, asset_key=None, partition_key=None):  # type: ignore[no-untyped-def]
-        calls.append((str(asset_key or self.asset_key.to_user_string()), partition_key))
-        return original(self, metadata, asset_key=asset_key, partition_key=partition_key)
+    def counted(context, metadata, *, partition_key, asset_key=None):  # type: ignore[no-untyped-def]
+        calls.append((asset_key or context.asset_key.to_user_string(), partition_key))
+        original(context, metadata, partition_key=partition_key, asset_key=asset_key)
+
+    def unchecked(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("add_asset_metadata checks the key against the whole range")
 
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("tiles", ["31UFS"])
         assert job.execute_in_process(
             instance=instance, asset_selection=[dg.AssetKey("acquisitions")], partition_key="31UFS"
         ).success
-        monkeypatch.setattr(dg.AssetExecutionContext, "add_asset_metadata", counted)
+        monkeypatch.setattr(run_metadata, "add", counted)
+        monkeypatch.setattr(dg.AssetExecutionContext, "add_asset_metadata", unchecked)
         result = job.execute_in_process(
             instance=instance,
             asset_selection=[dg.AssetKey(k) for k in ("l2a", "cloudmask", "ndvi")],

@@ -10,6 +10,7 @@ from functools import partial
 
 import dagster as dg
 
+from s2_assets.assets import run_metadata
 from s2_assets.assets.products import RunOptions
 from s2_assets.errors import S2AssetsError
 from s2_assets.partitions import TileDate
@@ -119,7 +120,8 @@ def build_cloudmask_asset(
                 record_outputs(product.path, new)
                 written += new
             total += len(written)
-            context.add_asset_metadata(
+            run_metadata.add(
+                context,
                 {"specs": dg.MetadataValue.json(specs), **_written_metadata(written)},
                 partition_key=raw_key,
             )
@@ -185,8 +187,11 @@ def build_indices_asset(
                 for item in made:
                     by_index[item.name].append(item)
             for name, written in by_index.items():
-                context.add_asset_metadata(
-                    _written_metadata(written), asset_key=name.lower(), partition_key=raw_key
+                run_metadata.add(
+                    context,
+                    _written_metadata(written),
+                    asset_key=name.lower(),
+                    partition_key=raw_key,
                 )
         for name in wanted:
             yield dg.MaterializeResult(asset_key=name.lower(), metadata=EMPTY_DAY)

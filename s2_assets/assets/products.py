@@ -20,6 +20,7 @@ from typing import Any
 import dagster as dg
 
 from s2_assets import catalogue
+from s2_assets.assets import run_metadata
 from s2_assets.errors import MetadataError, ProductOfflineError, S2AssetsError
 from s2_assets.joblog import JobLog
 from s2_assets.jobs.jobfile import load_jobs
@@ -273,8 +274,10 @@ def build_product_asset(
             if held or fetched or computed or offline:
                 # Empty days take the run-level defaults below: metadata for one partition
                 # costs a lookup of every key of the run's range (quadratic in its length).
-                context.add_asset_metadata(
-                    partition_metadata(held, fetched, computed, offline), partition_key=raw_key
+                run_metadata.add(
+                    context,
+                    partition_metadata(held, fetched, computed, offline),
+                    partition_key=raw_key,
                 )
             outcome.offline += offline
             outcome.fetched += len(fetched)

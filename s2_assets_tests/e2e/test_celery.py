@@ -149,6 +149,10 @@ def cluster(
                 "S2_VENV_BIN": str(Path(sys.executable).parent),
                 "S2_RUN_DIR": str(run_dir),
                 "S2_START_TIMEOUT": str(START_TIMEOUT_S),
+                # What services.sh gives the daemon and its runs; the workers write the
+                # step events, so they get the same (docs/scale-out.md).
+                "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1",
+                "DAGSTER_EVENT_BATCH_SIZE": "1000",
             }
         )
         deployment = Deployment(home=home, library=library, archive=archive, env=env)
