@@ -57,6 +57,7 @@ TERMINATE = """mutation($id: String!) { terminateRun(runId: $id) { __typename
   ... on PythonError { message } } }"""
 RUN_STATUS = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"""
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+FREE_SLOTS = """mutation($id: String!) { freeConcurrencySlotsForRun(runId: $id) }"""
 
 
 @dataclass
@@ -381,4 +382,10 @@ def terminate_stuck_runs(graphql: GraphQL, backfill_id: str) -> None:
             if statuses[run] in ("STARTED", "QUEUED"):
                 answer = graphql(TERMINATE, id=run)["terminateRun"]
                 assert answer["__typename"] == "TerminateRunSuccess", answer
+        for run, status in statuses.items():
+            if status == "CANCELED":
+                # A step lost with its worker never gives back its `raster` pool slot: free
+                # it, as the UI's "free slots" does (or run_monitoring's
+                # free_slots_after_run_end_seconds in dagster.yaml, later).
+                assert graphql(FREE_SLOTS, id=run)["freeConcurrencySlotsForRun"] is True
         time.sleep(2.0)
