@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # CI: the end-to-end test against real services (s2_assets_tests/e2e): a PostgreSQL server,
 # dagster-webserver and dagster-daemon started by deploy/services.sh, backfills launched
-# through GraphQL, the asset page read by Chromium. Installs what it needs (Debian packages,
-# the `postgres` extra, playwright-core from npm) and fails loudly when it cannot.
+# through GraphQL, the asset page read by Chromium, and the same on a Celery cluster (Redis
+# and two workers). Installs what it needs (Debian packages, the `postgres`, `celery` and
+# `dask` extras, playwright-core from npm) and fails loudly when it cannot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
@@ -16,6 +17,7 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql
 [[ -x $CHROMIUM ]] || missing+=(chromium fonts-liberation)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if ((${#missing[@]})); then
     echo "e2e: installing ${missing[*]} (apt-get)"
     sudo=()
@@ -29,9 +31,10 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || {
     exit 1
 }
 [[ -x $CHROMIUM ]] || { echo "e2e: no Chromium at $CHROMIUM after apt-get" >&2; exit 1; }
+command -v redis-server >/dev/null || { echo "e2e: no redis-server after apt-get" >&2; exit 1; }
 
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
-.venv/bin/pip install -q -c constraints.txt -e '.[dev,postgres]'
+.venv/bin/pip install -q -c constraints.txt -e '.[dev,postgres,celery,dask]'
 
 # playwright-core only: it drives Debian's Chromium and downloads no browser.
 if [[ $(cat "$NODE_DIR/node_modules/playwright-core/package.json" 2>/dev/null) != *"\"version\": \"$PLAYWRIGHT_CORE_VERSION\""* ]]; then

@@ -18,6 +18,14 @@ is Dagster's own bookkeeping, not product work:
 - ``runs``: in-process runs of ``l1c``, one partition each (no product: orchestration only);
 - ``ranged_run``: one run of ``l1c`` over D days of a tile, per partition, with Dagster's
   default one-event-at-a-time writes and with ``DAGSTER_EVENT_BATCH_SIZE`` batching;
+- ``history_share``: what a 10-year backfill of one tile with every product asset (l1c, l2a,
+  cloudmask, the 12 indices) costs in Dagster bookkeeping against its product work. One
+  ranged run over D days of an empty library (every partition an empty day: bookkeeping
+  only, run creation included) gives the cost per asset-partition, with Dagster's defaults and
+  with the settings ``deploy/services.sh`` exports (one "planned" event per asset and run,
+  events written in batches). The share projects that onto 3,652 days x 15 assets against
+  one product every ``--revisit-days`` at ``--product-seconds`` each (the measured mask + 12
+  indices time of ``benchmarks.tile`` on a full 10980 px tile);
 - ``graphql``: the UI's own ``PartitionHealthQuery`` for ``ndvi`` through a real webserver,
   for 10, 50 and 100 tiles x 10 years all materialized (as ranged runs leave them): ``cold``
   (status cache wiped) and ``warm``. The history is written straight into the event log
@@ -259,6 +267,67 @@ def measure_ranged_run(
              partitions_per_s=round(length / took[0], 1))  # fmt: skip
 
 
+# Cost of one product's raster work (one CM004 mask + 12 indices raw and masked, full tile):
+# `python -m benchmarks.tile --size 10980` on this 2-core machine, 123.1 s wall (README).
+PRODUCT_SECONDS = 123.1
+# Sentinel-2A and 2B together revisit a tile every 5 days.
+REVISIT_DAYS = 5
+HISTORY_DAYS = 3652
+# Dagster's switches for cheaper bookkeeping (read from the environment of the daemon, which
+# creates runs, and of the runs): one "planned" event per asset for a ranged run instead of
+# one per partition, and events written in batches of up to 1000.
+LEAN_BOOKKEEPING = {
+    "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1",
+    "DAGSTER_EVENT_BATCH_SIZE": "1000",
+}
+
+
+def measure_history_share(
+    storage: str,
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    length: int,
+    product_seconds: float,
+    revisit_days: int,
+) -> None:
+    from s2_assets.specs import INDEX_NAMES
+
+    assets = ["l1c", "l2a", "cloudmask", *(name.lower() for name in INDEX_NAMES)]
+    job = defs.resolve_implicit_global_asset_job_def()
+    span = days(LAST_DAY - timedelta(days=length - 1), length)
+    products = HISTORY_DAYS // revisit_days
+    product_work = products * product_seconds
+    for tile, settings in zip(tile_ids(2, skip=5), ({}, LEAN_BOOKKEEPING), strict=True):
+        instance.add_dynamic_partitions("tiles", [tile])
+        os.environ.update(settings)
+        try:
+            cpu = time.process_time()
+            with timed() as took:
+                result = job.execute_in_process(
+                    instance=instance,
+                    asset_selection=[dg.AssetKey(a) for a in assets],
+                    run_config=QUIET,
+                    tags={
+                        "dagster/asset_partition_range_start": f"{span[0]}|{tile}",
+                        "dagster/asset_partition_range_end": f"{span[-1]}|{tile}",
+                    },
+                )
+            cpu = time.process_time() - cpu
+        finally:
+            for key in settings:
+                os.environ.pop(key)
+        assert result.success
+        per_partition = took[0] / (length * len(assets))
+        bookkeeping = per_partition * HISTORY_DAYS * len(assets)
+        emit(storage, "history_share", took[0], days=length, assets=len(assets),
+             settings="lean" if settings else "default",
+             ms_per_asset_partition=round(1000 * per_partition, 1),
+             cpu_ms_per_asset_partition=round(1000 * cpu / (length * len(assets)), 1),
+             history_bookkeeping_s=round(bookkeeping), history_products=products,
+             history_product_work_s=round(product_work),
+             share_pct=round(100 * bookkeeping / product_work, 1))  # fmt: skip
+
+
 def seed_materializations(instance: dg.DagsterInstance, asset: str, keys: list[str]) -> None:
     """Write one materialization per key, in chunks, with the rows a run would write."""
     from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
@@ -374,7 +443,14 @@ def measure_graphql(
                      partitions=partitions, response_kb=size_bytes // 1024)  # fmt: skip
 
 
-def run(storage: str, quick: bool) -> None:
+def run(
+    storage: str,
+    quick: bool,
+    only: str | None = None,
+    *,
+    product_seconds: float = PRODUCT_SECONDS,
+    revisit_days: int = REVISIT_DAYS,
+) -> None:
     with tempfile.TemporaryDirectory(prefix=f"bench-{storage}-") as scratch:
         base = Path(scratch)
         library = base / "library"
@@ -383,6 +459,10 @@ def run(storage: str, quick: bool) -> None:
         os.environ.pop("S2_EXECUTOR", None)
         with opened_instance(storage, base / "home") as instance:
             defs = definitions(library)
+            if only == "history_share":
+                measure_history_share(storage, instance, defs, 10 if quick else 60,
+                                      product_seconds, revisit_days)  # fmt: skip
+                return
             measure_add_tiles(storage, instance, [100] if quick else [100, 1000])
             for tiles, years in [(10, 1)] if quick else [(10, 1), (10, 10), (100, 1), (100, 10)]:
                 measure_backfill_plan(storage, instance, defs, tiles, years)
@@ -392,6 +472,8 @@ def run(storage: str, quick: bool) -> None:
             measure_ranged_run(storage, instance, defs, 60 if quick else 365)
             env = {k: v for k, v in os.environ.items() if k != "DAGSTER_EVENT_BATCH_SIZE"}
             measure_graphql(storage, instance, env, [10] if quick else [10, 50, 100])
+            measure_history_share(storage, instance, defs, 10 if quick else 60,
+                                  product_seconds, revisit_days)  # fmt: skip
 
 
 def main() -> None:
@@ -399,6 +481,15 @@ def main() -> None:
     parser.add_argument("--storage", nargs="+", choices=("sqlite", "postgres"),
                         default=["sqlite", "postgres"])  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="small sizes, to check it works")
+    parser.add_argument("--only", choices=("history_share",), help="run this measure alone")
+    parser.add_argument(
+        "--product-seconds",
+        type=float,
+        default=PRODUCT_SECONDS,
+        help="raster work per product (benchmarks.tile at full size)",
+    )
+    parser.add_argument("--revisit-days", type=int, default=REVISIT_DAYS,
+                        help="days between two products of a tile")  # fmt: skip
     args = parser.parse_args()
     # Code servers started for the launch measure inherit stdout: send everything but the
     # JSON lines to stderr.
@@ -408,7 +499,8 @@ def main() -> None:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     logging.basicConfig(level=logging.WARNING)
     for storage in args.storage:
-        run(storage, args.quick)
+        run(storage, args.quick, args.only, product_seconds=args.product_seconds,
+            revisit_days=args.revisit_days)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -18,6 +18,10 @@
 #                         empty leaves the instance's limits alone
 #   S2_START_TIMEOUT      seconds to wait for the UI, default 120
 #   S2_STOP_TIMEOUT       seconds to wait after SIGINT (then after SIGTERM), default 30
+#   DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS  default 1, and
+#   DAGSTER_EVENT_BATCH_SIZE  default 1000: Dagster's lean bookkeeping for ranged runs (one
+#                         "planned" event per asset and run, events written in batches),
+#                         measured in docs/scale-out.md; set both to 0 to turn them off
 # plus what the code location reads: S2_DATA_HOME, S2_ARCHIVE_ROOT, S2_DATE_START, ...
 #
 # Why a Python wrapper starts each service: a background job of a non-interactive shell
@@ -38,6 +42,9 @@ RUN_DIR=${S2_RUN_DIR:-$DAGSTER_HOME/services}
 POOLS=${S2_POOLS-download=4 sen2cor=1 raster=2}
 START_TIMEOUT=${S2_START_TIMEOUT:-120}
 STOP_TIMEOUT=${S2_STOP_TIMEOUT:-30}
+# Read by the daemon (which creates runs) and inherited by every run it launches.
+export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=${DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS-1}
+export DAGSTER_EVENT_BATCH_SIZE=${DAGSTER_EVENT_BATCH_SIZE-1000}
 SERVICES=(webserver daemon)
 
 RESET_AND_EXEC='

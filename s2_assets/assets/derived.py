@@ -12,6 +12,7 @@ from functools import partial
 
 import dagster as dg
 
+from s2_assets.assets import run_metadata
 from s2_assets.assets.products import RunOptions
 from s2_assets.errors import S2AssetsError
 from s2_assets.partitions import TileDate
@@ -53,6 +54,16 @@ def _specs(requested: Sequence[str]) -> list[str]:
         raise dg.Failure(str(exc)) from exc
 
 
+# What a day without an L2A records: the run-level metadata every partition of the run gets,
+# which the days with products override. Metadata for one partition costs Dagster a lookup of
+# every key of the run's range, so a ten-year run adding it for each empty day is quadratic.
+EMPTY_DAY: dict[str, dg.MetadataValue] = {
+    "count": dg.MetadataValue.int(0),
+    "files": dg.MetadataValue.json([]),
+    "provenance": dg.MetadataValue.json([]),
+}
+
+
 def _written_metadata(written: list[WrittenRaster]) -> dict[str, object]:
     metadata: dict[str, object] = {
         "files": dg.MetadataValue.json([w.summary() for w in written]),
@@ -88,7 +99,10 @@ def build_cloudmask_asset(
             specs = _specs(config.specs or list(options_of(key).cloudmasks) or [DEFAULT_MASK_SPEC])
             held: list[WrittenRaster] = []
             written_now = 0
-            for product in lib.products("L2A", key.tile, key.date):
+            products = lib.products("L2A", key.tile, key.date)
+            if not products:
+                continue  # an empty day takes the run-level metadata (EMPTY_DAY)
+            for product in products:
                 out_dir = lib.mask_dir(key.tile, product.id)
                 existing = {
                     s: out_dir / f"{product.id}_{s}.{config.fmt}"
@@ -116,7 +130,8 @@ def build_cloudmask_asset(
                 by_spec = {w.name: w for w in new}
                 by_spec |= {s: describe_mask(path, spec=s) for s, path in existing.items()}
                 held += [by_spec[s] for s in specs if s in by_spec]
-            context.add_asset_metadata(
+            run_metadata.add(
+                context,
                 {
                     "specs": dg.MetadataValue.json(specs),
                     **_written_metadata(held),
@@ -124,7 +139,7 @@ def build_cloudmask_asset(
                 },
                 partition_key=raw_key,
             )
-        return dg.MaterializeResult()
+        return dg.MaterializeResult(metadata={**EMPTY_DAY, "written_now": dg.MetadataValue.int(0)})
 
     return cloudmask
 
@@ -163,7 +178,10 @@ def build_indices_asset(
             key = TileDate.parse(raw_key)
             mask_specs = _specs(config.masks or list(options_of(key).cloudmasks))
             by_index: dict[str, list[WrittenRaster]] = {name: [] for name in wanted}
-            for product in lib.products("L2A", key.tile, key.date):
+            products = lib.products("L2A", key.tile, key.date)
+            if not products:
+                continue
+            for product in products:
                 mask_dir = lib.mask_dir(key.tile, product.id)
                 masks = {
                     s: mask_dir / f"{product.id}_{s}.tif"
@@ -183,10 +201,13 @@ def build_indices_asset(
                 for item in made:
                     by_index[item.name].append(item)
             for name, written in by_index.items():
-                context.add_asset_metadata(
-                    _written_metadata(written), asset_key=name.lower(), partition_key=raw_key
+                run_metadata.add(
+                    context,
+                    _written_metadata(written),
+                    asset_key=name.lower(),
+                    partition_key=raw_key,
                 )
         for name in wanted:
-            yield dg.MaterializeResult(asset_key=name.lower())
+            yield dg.MaterializeResult(asset_key=name.lower(), metadata=EMPTY_DAY)
 
     return indices

@@ -15,10 +15,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from s2_assets import catalogue
+from s2_assets.assets import run_metadata
 from s2_assets.errors import (
     CorruptProductError,
     MetadataError,
@@ -142,7 +144,7 @@ def partition_metadata(
     computed: list[str],
     offline: list[str],
     quarantined: list[dict[str, str]] | None = None,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     return {
         "products": len(held),
         "product_ids": dg.MetadataValue.json([p.id for p in held]),
@@ -327,10 +329,14 @@ def build_product_asset(
             quarantined = outcome.quarantined[quarantined_before:]
             if quarantined:
                 record_quarantine(context, raw_key, quarantined)
-            context.add_asset_metadata(
-                partition_metadata(held, fetched, computed, offline, quarantined),
-                partition_key=raw_key,
-            )
+            if held or fetched or computed or offline or quarantined:
+                # Empty days take the run-level defaults below: metadata for one partition
+                # costs a lookup of every key of the run's range (quadratic in its length).
+                run_metadata.add(
+                    context,
+                    partition_metadata(held, fetched, computed, offline, quarantined),
+                    partition_key=raw_key,
+                )
             outcome.offline += offline
             outcome.fetched += len(fetched)
             outcome.computed += len(computed)
@@ -341,6 +347,8 @@ def build_product_asset(
         _finish(context, level, last, outcome)
         return dg.MaterializeResult(
             metadata={
+                # What an empty day records; days with products override it.
+                **partition_metadata([], [], [], []),
                 "run_partitions": len(context.partition_keys),
                 "run_fetched": outcome.fetched,
                 "run_computed": outcome.computed,

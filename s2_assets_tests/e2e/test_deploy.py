@@ -83,9 +83,12 @@ def test_an_explicit_executor_replaces_the_local_one(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(CLUSTER_EXECUTORS))
-def test_cluster_examples_name_their_executor(name: str) -> None:
-    """Each example loads where its integration is installed, and otherwise says what to
-    install (the suite's environment has none of them)."""
+def test_cluster_examples_name_their_executor(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each example loads where its integration is installed (``.ci/e2e.sh`` installs Celery's
+    and Dask's), and otherwise says what to install."""
+    # The Celery example reads its broker and result URLs from these (as Celery itself does).
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://:secret@127.0.0.1:6379/0")
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", "redis://:secret@127.0.0.1:6379/1")
     path = REPO / "deploy" / "executors" / f"{name}.yaml"
     assert yaml.safe_load(path.read_text())["executor"] == name
     module = CLUSTER_EXECUTORS[name][0]
