@@ -1,10 +1,10 @@
-"""What verifying a full-size product before publishing costs (``s2_assets.integrity``).
+"""What verifying a full-size product before publishing costs (``s2_assets.library.integrity``).
 
     python -m benchmarks.verify --size 10980
 
 Uses the cached synthetic L2A of ``benchmarks.tile`` (built on first use: every image the
 metadata lists, SCL and masks, 10980 px at 10 m), then walks it ``--repeat`` times with
-:func:`s2_assets.integrity.product_problems` and prints one JSON line: median wall and CPU
+:func:`s2_assets.library.integrity.product_problems` and prints one JSON line: median wall and CPU
 seconds per product, the files and tile-parts walked, the bytes they hold, and the load
 average (the machine may be shared). The first walk is reported apart. With ``--cold``,
 every image's pages are dropped from the page cache (``posix_fadvise DONTNEED``) before each
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from benchmarks.tile import _default_cache, build
-from s2_assets.integrity import product_problems
+from s2_assets.library.integrity import product_problems
 
 
 def _tile_parts(path: Path) -> int:

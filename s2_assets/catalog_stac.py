@@ -39,7 +39,7 @@ from pystac.extensions.mgrs import MgrsExtension
 from pystac.extensions.projection import ProjectionExtension
 
 from s2_assets.errors import ProductNameError, S2AssetsError
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets.products import (
     ProductMetadata,
     ProductName,

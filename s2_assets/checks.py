@@ -30,8 +30,8 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from s2_assets.errors import MetadataError, S2AssetsError
-from s2_assets.integrity import jp2_problem
-from s2_assets.library import Library
+from s2_assets.library.integrity import jp2_problem
+from s2_assets.library.tree import Library
 from s2_assets.partitions import TileDate
 from s2_assets.products import (
     BANDS,

@@ -23,7 +23,7 @@ from pathlib import Path
 import xarray as xr
 
 from s2_assets.errors import S2AssetsError
-from s2_assets.library import Library, default_root
+from s2_assets.library.tree import Library, default_root
 from s2_assets.products import ProductName, validate_tile_id
 from s2_assets.raster.composite import STATISTICS
 from s2_assets.raster.stack import StackFile, open_stack

@@ -32,7 +32,7 @@ from s2_assets.jobs.extraction import build_extraction_automation
 from s2_assets.jobs.jobfile import jid_from_path, load_jobs
 from s2_assets.jobs.model import JobSettings
 from s2_assets.jobs.staging_sensor import build_staging_sensor
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets.partitions import tile_date_partitions, tile_month_partitions
 from s2_assets.resources.cdse import CdseResource
 from s2_assets.resources.chiller import ChillerResource

@@ -1,7 +1,7 @@
 """What a Sen2Cor run left behind: is it one complete L2A, and its provenance record.
 
 Pure: no Dagster, no decoding of pixels. The checks are cheap (XML, and JPEG 2000 structure
-walks from ``s2_assets.integrity``) so they can run on every product; a product that fails
+walks from ``s2_assets.library.integrity``) so they can run on every product; a product that fails
 them is never published.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from s2_assets import __version__
 from s2_assets.errors import MetadataError, ProductNameError
-from s2_assets.integrity import jp2_problem
+from s2_assets.library.integrity import jp2_problem
 from s2_assets.products import ProductMetadata, ProductName, read_metadata
 
 # Bands the rest of the platform reads, per resolution folder (SCL and masks feed CM004/CM001).

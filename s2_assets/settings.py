@@ -15,7 +15,7 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from s2_assets.library import default_root
+from s2_assets.library.tree import default_root
 from s2_assets.partitions import DEFAULT_DATE_START
 
 

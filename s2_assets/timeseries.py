@@ -42,7 +42,7 @@ from rasterio.errors import RasterioError
 from rasterio.warp import transform_geom
 
 from s2_assets.errors import S2AssetsError
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets.products import ProductName, acquisition_time, qi_path, read_metadata
 from s2_assets.timeseries_files import (
     STATISTICS,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from s2_assets.demo import DEMO_PRODUCTS, DemoProduct, build_archive, build_safe, product_name
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets.products import ProductName
 
 DEMO_SIZE = 12

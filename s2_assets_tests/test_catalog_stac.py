@@ -28,7 +28,7 @@ from s2_assets import catalog_stac
 from s2_assets.assets.outputs import CatalogConfig, build_catalog_asset
 from s2_assets.catalog_stac import catalog_dir, write_catalog
 from s2_assets.demo import build_safe
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets.products import ProductName, acquisition_time, read_metadata
 from s2_assets.raster.compute import compute_cloud_masks, compute_indices
 from s2_assets.resources.library import LibraryResource

@@ -1,4 +1,4 @@
-"""The acquisitions table (s2_assets.catalogue): merge, select and the parquet round trip."""
+"""The acquisitions table (s2_assets.library.acquisitions): merge, select and the parquet round trip."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from s2_assets import catalogue
+from s2_assets.library import acquisitions as catalogue
 from s2_assets.providers.base import ProductRecord
 
 

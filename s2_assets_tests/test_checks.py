@@ -16,7 +16,7 @@ from affine import Affine
 from rasterio.shutil import copy as gdal_copy
 
 from s2_assets.checks import build_checks, raster_problems, safe_problems
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets.partitions import tile_date_partitions
 from s2_assets.products import read_metadata
 from s2_assets.raster.compute import compute_cloud_masks, compute_indices

@@ -13,7 +13,7 @@ import pytest
 
 from s2_assets.definitions import build_definitions
 from s2_assets.jobs.writer import new_job
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets.settings import Settings
 
 

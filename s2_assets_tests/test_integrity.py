@@ -1,4 +1,4 @@
-"""Structure walks of JPEG 2000 and GeoTIFF files (s2_assets.integrity) on tiny real files
+"""Structure walks of JPEG 2000 and GeoTIFF files (s2_assets.library.integrity) on tiny real files
 written by GDAL, damaged byte by byte the ways a copy, a download or a disk can damage them."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
-from s2_assets.integrity import image_problem, jp2_problem, product_problems, tiff_problem
+from s2_assets.library.integrity import image_problem, jp2_problem, product_problems, tiff_problem
 from s2_assets.products import read_metadata
 from s2_assets_tests.conftest import DemoSafes
 

@@ -1,4 +1,4 @@
-"""The library on disk (s2_assets.library): sen2chain's tree, an existing sen2chain library read
+"""The library on disk (s2_assets.library.tree): sen2chain's tree, an existing sen2chain library read
 as it is, listing, atomic publish, and safe unzip that leaves nothing behind on bad input."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from s2_assets import library as library_module
+from s2_assets.library import tree as library_module
 from s2_assets.errors import ArchiveError, CorruptProductError, LibraryError
-from s2_assets.library import REASON_FILE, Library, default_root, directory_bytes
+from s2_assets.library.tree import REASON_FILE, Library, default_root, directory_bytes
 from s2_assets.products import ProductName, read_metadata
 from s2_assets_tests.conftest import DemoArchive, DemoSafes, corrupt_member, rewrite_zip
 

@@ -15,10 +15,10 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from s2_assets import catalogue
+from s2_assets.library import acquisitions as catalogue
 from s2_assets.definitions import build_definitions
 from s2_assets.demo import DEMO_PRODUCTS, DEMO_TILES, product_name
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets.products import ProductName, baseline_number, read_metadata
 from s2_assets.settings import Settings
 from s2_assets_tests.conftest import DemoArchive, corrupt_member, rewrite_zip

@@ -14,8 +14,8 @@ import pytest
 from s2_assets import __version__
 from s2_assets.demo import product_name
 from s2_assets.errors import MetadataError
-from s2_assets.library import Library
-from s2_assets.provenance import (
+from s2_assets.library.tree import Library
+from s2_assets.library.provenance import (
     Provenance,
     file_checksum,
     for_delivery,

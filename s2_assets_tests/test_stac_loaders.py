@@ -16,7 +16,7 @@ import pytest
 import rasterio
 
 from s2_assets.catalog_stac import write_catalog
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets_tests.test_catalog_stac import _build
 
 DOCS = Path(__file__).parents[1] / "docs" / "outputs.md"

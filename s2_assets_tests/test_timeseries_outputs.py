@@ -19,7 +19,7 @@ import shapely
 import xarray as xr
 
 from s2_assets import timeseries as ts
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets.products import ProductName, acquisition_time
 from s2_assets.smoothing import Smoothing, smooth, smooth_polygon
 from s2_assets.timeseries_files import SeriesOptions, series_name, source_name

@@ -4,8 +4,8 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from s2_assets import catalogue
-from s2_assets.clean import clean_library
+from s2_assets.library import acquisitions as catalogue
+from s2_assets.library.clean import clean_library
 from s2_assets.errors import TileIdError
 from s2_assets.jobs.jobfile import load_jobs
 from s2_assets.options import JOB_TAG

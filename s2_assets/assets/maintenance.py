@@ -1,6 +1,6 @@
 """``library_clean_job``: sen2chain's library clean as a Dagster job whose run shows what it did.
 
-Thin glue over :func:`s2_assets.clean.clean_library`: the op's output metadata holds the
+Thin glue over :func:`s2_assets.library.clean.clean_library`: the op's output metadata holds the
 counts per rule and a table of every finding (path, rule, action, why), and each removal is
 also a log line. Launch it from the UI's *Jobs* page with, for example::
 
@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from s2_assets.clean import DEFAULT_MIN_AGE, clean_library
+from s2_assets.library.clean import DEFAULT_MIN_AGE, clean_library
 from s2_assets.errors import S2AssetsError
 from s2_assets.resources.library import LibraryResource
 

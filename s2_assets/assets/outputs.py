@@ -18,7 +18,7 @@ from s2_assets import timeseries as ts
 from s2_assets.assets.acquisitions import parse_day
 from s2_assets.catalog_stac import write_catalog
 from s2_assets.errors import S2AssetsError
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets.partitions import DEFAULT_DATE_START, TILES
 from s2_assets.products import validate_tile_id
 from s2_assets.resources.library import LibraryResource

@@ -27,7 +27,7 @@ from s2_assets.jobs.extraction_file import (
 )
 from s2_assets.jobs.extraction_plan import plan
 from s2_assets.jobs.jobfile import jid_from_path
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets.partitions import TILES
 
 EXTRACTION_TAG = "s2/extraction"

@@ -18,7 +18,7 @@ import shapely
 from rasterio.warp import transform_geom
 
 from s2_assets.jobs.extraction_file import ExtractionJob, ExtractionTask
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets.stac_raster import CatalogError, footprint, read_raster_info
 from s2_assets.timeseries import RASTER_SUFFIXES, Polygons, read_polygons
 

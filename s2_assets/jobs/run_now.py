@@ -24,7 +24,7 @@ from s2_assets.jobs.automation import (
     tick_windows,
 )
 from s2_assets.jobs.jobfile import job_path, load_job, load_jobs
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets.partitions import TileDate, range_tags
 
 _ADD_TILE = """mutation($r: RepositorySelector!, $k: String!) {

@@ -24,7 +24,7 @@ from typing import Any
 
 import dagster as dg
 
-from s2_assets import catalogue
+from s2_assets.library import acquisitions as catalogue
 from s2_assets.errors import StagingError
 from s2_assets.jobs.automation import (
     asset_names,
@@ -35,7 +35,7 @@ from s2_assets.jobs.automation import (
 from s2_assets.jobs.backfill import backfill_request
 from s2_assets.jobs.jobfile import load_jobs
 from s2_assets.jobs.model import JobFile
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets.options import JOB_TAG, TASK_TAG, TaskOptions, options_for
 from s2_assets.partitions import TileDate
 from s2_assets.providers.base import ProductRecord

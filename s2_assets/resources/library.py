@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from s2_assets.library import Library, default_root
+from s2_assets.library.tree import Library, default_root
 
 
 class LibraryResource(dg.ConfigurableResource):

@@ -19,7 +19,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets_tests.e2e.conftest import START_TIMEOUT_S, Deployment
 from s2_assets_tests.e2e.graphql import REPOSITORY, GraphQL, GraphQLError, poll
 from s2_assets_tests.test_timeseries import NAMES, SHAPES, add_product, l2a_id, write_geojson

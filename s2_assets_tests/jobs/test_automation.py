@@ -9,7 +9,7 @@ import pytest
 from s2_assets.definitions import build_definitions
 from s2_assets.demo import DEMO_PRODUCTS, DemoProduct, build_archive
 from s2_assets.jobs.backfill import requested_partitions
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets.settings import Settings
 from s2_assets_tests.jobs.driver import execute_backfill, run_requests, sense, tick
 

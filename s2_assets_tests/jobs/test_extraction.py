@@ -19,7 +19,7 @@ from s2_assets.jobs.extraction_file import (
 )
 from s2_assets.jobs.extraction_plan import plan, tiles_touching
 from s2_assets.jobs.model import JobFileProblems
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets.settings import Settings
 from s2_assets.specs import INDEX_NAMES
 from s2_assets.timeseries import read_polygons

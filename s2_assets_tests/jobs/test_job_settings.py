@@ -11,7 +11,7 @@ from s2_assets.definitions import build_definitions
 from s2_assets.demo import DEMO_PRODUCTS, build_archive
 from s2_assets.errors import ProductOfflineError
 from s2_assets.jobs.backfill import requested_partitions
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets.providers.archive import ArchiveProvider
 from s2_assets.settings import Settings
 from s2_assets_tests.jobs.driver import execute_backfill, run_requests, sense, tick

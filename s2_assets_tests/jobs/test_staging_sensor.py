@@ -16,7 +16,7 @@ from s2_assets.definitions import build_definitions
 from s2_assets.demo import DEMO_PRODUCTS
 from s2_assets.errors import StagingError
 from s2_assets.jobs.backfill import requested_partitions
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets.partitions import TileDate
 from s2_assets.resources.chiller import ChillerResource
 from s2_assets.settings import Settings

@@ -13,7 +13,7 @@ import pytest
 
 from s2_assets.demo import DEMO_PRODUCTS, product_name
 from s2_assets.errors import MetadataError, ProviderError
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets.products import ProductName, read_metadata
 from s2_assets.providers.archive import (
     DEFAULT_TEMPLATE,

@@ -13,7 +13,7 @@ import pytest
 from s2_assets.assets.acquisitions import build_acquisitions
 from s2_assets.assets.products import build_product_asset
 from s2_assets.definitions import build_definitions
-from s2_assets.library import Library
+from s2_assets.library.tree import Library
 from s2_assets.partitions import tile_date_partitions
 from s2_assets.resources.cdse import CdseResource
 from s2_assets.resources.library import LibraryResource

@@ -14,7 +14,7 @@ The tree is sen2chain's, so existing sen2chain libraries keep working::
 A sen2chain ``config/config.cfg`` whose ``[DATA PATHS]`` point at existing folders is honoured,
 as sen2chain itself does. Nothing is ever visible under a final name before it is complete:
 everything is built in ``data/TEMP`` and moved into place with one rename, and a product is
-only renamed into place after ``s2_assets.integrity`` found its metadata and every image whole
+only renamed into place after ``s2_assets.library.integrity`` found its metadata and every image whole
 (:meth:`Library.publish_product`). One that is not goes to ``data/TEMP/QUARANTINE`` with a
 ``REASON.txt``; nothing of it is under a final name, so whatever asks "is it there?" still
 sees it missing and fetches it again.
@@ -35,7 +35,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath
 
 from s2_assets.errors import ArchiveError, CorruptProductError, LibraryError
-from s2_assets.integrity import product_problems
+from s2_assets.library.integrity import product_problems
 from s2_assets.products import ProductName
 
 DEFAULT_ROOT_ENV = "S2_DATA_HOME"

@@ -10,7 +10,7 @@ sen2chain's clean rules (reference e.4, 1-5), per tile:
 
 Plus products damaged on disk: a SAFE whose metadata reads but one of whose images is cut
 short or corrupt, found by the same structure walk the library runs before publishing
-(``s2_assets.integrity``, well under a second per product). Removed, they are missing again,
+(``s2_assets.library.integrity``, well under a second per product). Removed, they are missing again,
 so the next planning round fetches them anew.
 
 Plus our own debris: hidden ``.part``/``.scratch`` files of interrupted writes and downloads,
@@ -41,8 +41,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from s2_assets.errors import MetadataError
-from s2_assets.integrity import product_problems
-from s2_assets.library import QUARANTINE, REASON_FILE, Library
+from s2_assets.library.integrity import product_problems
+from s2_assets.library.tree import QUARANTINE, REASON_FILE, Library
 from s2_assets.products import read_metadata, validate_tile_id
 
 DEFAULT_MIN_AGE = timedelta(hours=3)
