@@ -355,7 +355,7 @@ def test_a_bad_l2a_fails_its_check_naming_the_file(lib: Library) -> None:
 
 def test_masks_of_a_removed_l2a_are_still_checked_against_the_side_products(lib: Library) -> None:
     safe = l2a_safe(lib)
-    from s2_assets.sideproducts import copy_side_products
+    from s2_assets.sen2cor.sideproducts import copy_side_products
 
     copy_side_products(safe, mask_file(lib).parent)
     shutil.rmtree(safe)

@@ -1,4 +1,4 @@
-"""External programs die with their run (s2_assets.procgroup): a run worker killed with
+"""External programs die with their run (s2_assets.sen2cor.procgroup): a run worker killed with
 SIGKILL while the Sen2Cor stand-in hangs leaves no process of it behind, and the Sen2Cor slot
 it held is free only once they are all gone."""
 
@@ -18,16 +18,16 @@ from pathlib import Path
 import pytest
 
 from s2_assets.demo import build_safe
-from s2_assets.procgroup import run_in_own_group
-from s2_assets.slots import slot
+from s2_assets.sen2cor.procgroup import run_in_own_group
+from s2_assets.sen2cor.slots import slot
 from s2_assets_tests.sen2cor_standin import MODE_VAR, PIDFILE_VAR, write_launcher
 
 # The run worker: takes the one Sen2Cor slot and runs Sen2Cor as the l2a asset does.
 WORKER = """
 import sys
 from pathlib import Path
-from s2_assets.sen2cor import Sen2CorSettings, discover_install, run_sen2cor
-from s2_assets.slots import slot
+from s2_assets.sen2cor.runner import Sen2CorSettings, discover_install, run_sen2cor
+from s2_assets.sen2cor.slots import slot
 slots, l1c, scratch, launcher = (Path(a) for a in sys.argv[1:5])
 with slot(slots, 1, poll_s=0.05) as held:
     run_sen2cor(l1c, scratch, [discover_install(launcher, "02.12.03")],

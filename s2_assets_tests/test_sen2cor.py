@@ -18,10 +18,10 @@ import pytest
 from s2_assets import __version__
 from s2_assets.demo import build_safe
 from s2_assets.errors import MetadataError, Sen2CorError
-from s2_assets.l2a_output import jp2_problem, read_provenance, validate_l2a
+from s2_assets.sen2cor.output import jp2_problem, read_provenance, validate_l2a
 from s2_assets.products import ProductName, read_metadata
 from s2_assets.resources.sen2cor import Sen2CorInstallation, Sen2CorResource
-from s2_assets.sen2cor import (
+from s2_assets.sen2cor.runner import (
     Sen2CorInstall,
     Sen2CorSettings,
     build_command,
@@ -30,7 +30,7 @@ from s2_assets.sen2cor import (
     discover_install,
     run_sen2cor,
 )
-from s2_assets.sideproducts import copy_side_products
+from s2_assets.sen2cor.sideproducts import copy_side_products
 from s2_assets_tests.sen2cor_standin import MODE_VAR, PIDFILE_VAR, write_launcher
 
 SENSING = datetime(2024, 1, 1, 6, 35, 11, tzinfo=UTC)

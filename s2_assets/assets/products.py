@@ -39,8 +39,8 @@ from s2_assets.providers.base import ProductRecord
 from s2_assets.resources.library import LibraryResource
 from s2_assets.resources.providers import ProvidersResource
 from s2_assets.resources.sen2cor import Sen2CorResource
-from s2_assets.sideproducts import copy_side_products
-from s2_assets.slots import slot
+from s2_assets.sen2cor.sideproducts import copy_side_products
+from s2_assets.sen2cor.slots import slot
 
 
 class SelectionConfig(dg.Config):

@@ -73,7 +73,7 @@ _PARTIAL_RE = re.compile(
     r"|(\.zip\.part$)"
 )
 _OLD_RE = re.compile(r"^\..+\.old-[\w-]+$")
-SLOTS_DIR = "sen2cor-slots"  # s2_assets.slots' lock files: held by running Sen2Cors
+SLOTS_DIR = "sen2cor-slots"  # s2_assets.sen2cor.slots' lock files: held by running Sen2Cors
 
 
 @dataclass(frozen=True)

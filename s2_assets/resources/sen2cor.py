@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from s2_assets.errors import Sen2CorError
-from s2_assets.sen2cor import (
+from s2_assets.sen2cor.runner import (
     Sen2CorInstall,
     Sen2CorSettings,
     check_extra_args,
@@ -17,7 +17,7 @@ from s2_assets.sen2cor import (
     run_sen2cor,
 )
 from s2_assets.settings import SEN2COR_PATHS_ENV, sen2cor_paths_from_env
-from s2_assets.slots import default_sen2cor_slots
+from s2_assets.sen2cor.slots import default_sen2cor_slots
 
 
 class Sen2CorInstallation(dg.Config):
@@ -38,7 +38,7 @@ class Sen2CorResource(dg.ConfigurableResource):
     """ESA's Sen2Cor, which makes L2A from L1C; the version is chosen per product.
 
     Sen2Cor is memory hungry (several GB per product): ``max_parallel`` bounds how many run
-    at once on the machine (see ``s2_assets.slots``).
+    at once on the machine (see ``s2_assets.sen2cor.slots``).
 
     Attributes:
         installations: Every usable install. For an L1C of baseline >= 04.00 the newest

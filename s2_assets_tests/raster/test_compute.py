@@ -19,7 +19,7 @@ from s2_assets.raster import masks as mk
 from s2_assets.raster.compute import compute_cloud_masks, compute_indices
 from s2_assets.raster.io import BandReader
 from s2_assets.raster.types import RasterError, SideProducts
-from s2_assets.sideproducts import copy_side_products
+from s2_assets.sen2cor.sideproducts import copy_side_products
 from s2_assets.specs import INDEX_NAMES, parse_mask_spec
 
 SENSING = datetime(2024, 3, 5, 6, 35, 11, tzinfo=UTC)

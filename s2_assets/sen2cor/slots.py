@@ -4,7 +4,7 @@ Dagster pools bound steps; Sen2Cor runs inside the ``l2a`` step, which also down
 sits in the ``download`` pool. This bounds the Sen2Cor processes themselves, across runs and
 processes on one machine, with ``flock``. The lock belongs to the open file, not to the
 process: the worker hands the file to the Sen2Cor it starts (``Slot.fd``), so the slot is
-free only when the worker AND that Sen2Cor (and its watchdog, ``s2_assets.procgroup``) are
+free only when the worker AND that Sen2Cor (and its watchdog, ``s2_assets.sen2cor.procgroup``) are
 gone. A Sen2Cor orphaned by a killed worker keeps counting against the slots until it dies.
 """
 

@@ -12,7 +12,7 @@ The program leads a new process group. Three things end that group, whatever end
   writer is the run worker. When the worker dies the kernel closes the pipe, the watchdog
   wakes, SIGKILLs every other member of the group until none is alive, and exits.
 
-Files passed in ``hold_fds`` (a Sen2Cor slot's ``flock``, see ``s2_assets.slots``) are
+Files passed in ``hold_fds`` (a Sen2Cor slot's ``flock``, see ``s2_assets.sen2cor.slots``) are
 inherited by the leader and the watchdog, so a slot stays taken until the last process of
 the group is gone, even when the worker died first.
 """

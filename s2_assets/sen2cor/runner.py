@@ -3,7 +3,7 @@
 Pure: no Dagster. The flow for one L1C is :func:`run_sen2cor`: choose the installation from
 the L1C's processing baseline (sen2chain's rule), run Sen2Cor as an argument list in a fresh
 scratch folder, in its own process group that dies with the run whatever ends it
-(``s2_assets.procgroup``: timeout, parent-death signal, watchdog), then
+(``s2_assets.sen2cor.procgroup``: timeout, parent-death signal, watchdog), then
 check what it wrote instead of trusting its exit code, rename the product as sen2chain names
 locally made L2A and add a provenance record. The caller publishes the returned SAFE.
 """
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from s2_assets.errors import ProductNameError, Sen2CorError
-from s2_assets.l2a_output import validate_l2a, write_provenance
-from s2_assets.procgroup import ProcessStartError, run_in_own_group
+from s2_assets.sen2cor.output import validate_l2a, write_provenance
+from s2_assets.sen2cor.procgroup import ProcessStartError, run_in_own_group
 from s2_assets.products import ProductName, read_metadata
 
 Version = tuple[int, int, int]
@@ -261,7 +261,7 @@ def run_sen2cor(
     folder around it holds nothing else. ``scratch_root`` must be on the library's filesystem
     so the caller can publish it with one rename, and is the caller's to remove.
     ``hold_fds`` (a Sen2Cor slot lock) are inherited by Sen2Cor, so an orphaned Sen2Cor
-    still holds its slot (``s2_assets.procgroup``).
+    still holds its slot (``s2_assets.sen2cor.procgroup``).
 
     Raises:
         Sen2CorError: the input is not an L1C, no installation fits, Sen2Cor failed or timed

@@ -1,0 +1,1 @@
+"""sen2cor: TODO docstring."""
