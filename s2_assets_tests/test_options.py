@@ -4,7 +4,7 @@ from datetime import date
 from pathlib import Path
 
 from s2_assets.jobs.jobfile import parse_job_text
-from s2_assets.options import DEFAULT_OPTIONS, options_for
+from s2_assets.jobs.options import DEFAULT_OPTIONS, options_for
 
 HEAD = """logs = False
 timing = 0 0 * * *

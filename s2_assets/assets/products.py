@@ -27,10 +27,10 @@ from s2_assets.errors import (
     ProductOfflineError,
     S2AssetsError,
 )
-from s2_assets.joblog import JobLog
+from s2_assets.jobs.joblog import JobLog
 from s2_assets.jobs.jobfile import load_jobs
 from s2_assets.library.tree import Library, LibraryProduct, directory_bytes
-from s2_assets.options import JOB_TAG, TaskOptions, options_for
+from s2_assets.jobs.options import JOB_TAG, TaskOptions, options_for
 from s2_assets.partitions import TileDate
 from s2_assets.products import ProductName
 from s2_assets.library.provenance import for_delivery, metadata_for, processing_version, write_record
@@ -45,7 +45,7 @@ from s2_assets.sen2cor.slots import slot
 
 class SelectionConfig(dg.Config):
     """Overrides of the governing job task's filters; unset fields keep the task's values
-    (or, for a tile no job lists, the defaults in ``s2_assets.options``).
+    (or, for a tile no job lists, the defaults in ``s2_assets.jobs.options``).
 
     Attributes:
         max_cloud: Highest cloud cover in percent, inclusive; unknown cover is kept.

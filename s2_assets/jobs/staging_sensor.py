@@ -36,7 +36,7 @@ from s2_assets.jobs.backfill import backfill_request
 from s2_assets.jobs.jobfile import load_jobs
 from s2_assets.jobs.model import JobFile
 from s2_assets.library.tree import Library
-from s2_assets.options import JOB_TAG, TASK_TAG, TaskOptions, options_for
+from s2_assets.jobs.options import JOB_TAG, TASK_TAG, TaskOptions, options_for
 from s2_assets.partitions import TileDate
 from s2_assets.providers.base import ProductRecord
 from s2_assets.resources.chiller import ChillerResource
