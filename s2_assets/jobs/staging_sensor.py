@@ -41,7 +41,7 @@ from s2_assets.partitions import TileDate
 from s2_assets.providers.base import ProductRecord
 from s2_assets.resources.chiller import ChillerResource
 from s2_assets.resources.library import LibraryResource
-from s2_assets.staging import StagingLedger, TickReport
+from s2_assets.providers.staging_ledger import StagingLedger, TickReport
 
 STAGED_PROVIDER = "eodc"
 CURSOR_VERSION = 1

@@ -14,7 +14,7 @@ from pydantic import Field, PrivateAttr
 
 from s2_assets.errors import StagingError
 from s2_assets.providers.chiller import ChillerClient, ChillerJob, ChillerStatus
-from s2_assets.staging import StagingLedger, TickReport, chunk_paths
+from s2_assets.providers.staging_ledger import StagingLedger, TickReport, chunk_paths
 
 
 class ChillerResource(dg.ConfigurableResource):
