@@ -21,7 +21,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from s2_assets.cube import open_cube
+from s2_assets.outputs.cube import open_cube
 from s2_assets.definitions import build_definitions
 from s2_assets.quickstart import DemoPaths, run_demo
 from s2_assets.settings import Settings

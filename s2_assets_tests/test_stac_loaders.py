@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from s2_assets.catalog_stac import write_catalog
+from s2_assets.outputs.stac import write_catalog
 from s2_assets.library.tree import Library
 from s2_assets_tests.test_catalog_stac import _build
 

@@ -26,8 +26,8 @@ import shapely
 from rasterio.transform import from_origin
 from rasterio.warp import transform_geom
 
-from s2_assets import timeseries as ts
-from s2_assets import zonal
+from s2_assets.outputs import timeseries as ts
+from s2_assets.outputs import zonal
 from s2_assets.assets.outputs import TimeSeriesConfig, build_timeseries_asset
 from s2_assets.definitions import build_definitions
 from s2_assets.demo import build_safe
@@ -38,7 +38,7 @@ from s2_assets.raster.types import INDEX_NODATA
 from s2_assets.resources.library import LibraryResource
 from s2_assets.settings import Settings
 from s2_assets.specs import INDEX_NAMES
-from s2_assets.timeseries import ExtractionRequest, TimeSeriesError
+from s2_assets.outputs.timeseries import ExtractionRequest, TimeSeriesError
 
 UTM = "EPSG:32740"
 X0, Y0 = 300000.0, 7800040.0

@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 
 from s2_assets.assets.products import RunOptions
-from s2_assets.cube import composite_dir, composite_stem, index_files, masked_pairs
+from s2_assets.outputs.cube import composite_dir, composite_stem, index_files, masked_pairs
 from s2_assets.errors import S2AssetsError
 from s2_assets.library.tree import Library
 from s2_assets.partitions import TileDate, TileMonth

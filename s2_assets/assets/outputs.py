@@ -1,5 +1,5 @@
 """``catalog`` and ``timeseries``: the outputs people use, thin glue over
-``s2_assets.catalog_stac`` and ``s2_assets.timeseries``.
+``s2_assets.outputs.stac`` and ``s2_assets.outputs.timeseries``.
 
 ``catalog`` rewrites the library's static STAC catalogue (``data/STAC``) in one go;
 ``timeseries`` extracts zonal statistics of masked indices for a vector file of polygons,
@@ -14,17 +14,17 @@ from pathlib import Path
 
 import dagster as dg
 
-from s2_assets import timeseries as ts
+from s2_assets.outputs import timeseries as ts
 from s2_assets.assets.acquisitions import parse_day
-from s2_assets.catalog_stac import write_catalog
+from s2_assets.outputs.stac import write_catalog
 from s2_assets.errors import S2AssetsError
 from s2_assets.library.tree import Library
 from s2_assets.partitions import DEFAULT_DATE_START, TILES
 from s2_assets.products import validate_tile_id
 from s2_assets.resources.library import LibraryResource
-from s2_assets.smoothing import Smoothing
+from s2_assets.outputs.smoothing import Smoothing
 from s2_assets.specs import DEFAULT_MASK_SPEC, INDEX_NAMES, parse_index_name, parse_mask_spec
-from s2_assets.timeseries_files import PERIODS, SeriesOptions
+from s2_assets.outputs.timeseries_files import PERIODS, SeriesOptions
 
 MAX_PREVIEWS = 3  # inline plots per partition: a few tens of KB of metadata at most
 
@@ -86,7 +86,7 @@ class TimeSeriesConfig(dg.Config):
     mask: Mask spec of the masked index read; empty reads the raw index (``nbcld`` is 0).
     plots: Write a PNG plot per polygon and index (about 0.2 s each; the UI shows one
         small plot per index either way).
-    smooth: Add sen2chain's Savitzky-Golay ``smoothed`` column (s2_assets.smoothing).
+    smooth: Add sen2chain's Savitzky-Golay ``smoothed`` column (s2_assets.outputs.smoothing).
     smooth_window: Its window, in 5-day steps (odd, >= 3; sen2chain: 11).
     smooth_order: Its polynomial order (below the window; sen2chain: 3).
     compiled: Also write the rows per period: any of yearly, monthly, weekly, daily, all.

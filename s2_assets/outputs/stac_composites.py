@@ -20,7 +20,7 @@ import pystac
 from pystac.extensions.mgrs import MgrsExtension
 from pystac.extensions.projection import ProjectionExtension
 
-from s2_assets.stac_raster import (
+from s2_assets.outputs.stac_raster import (
     RASTER_EXTENSION,
     BandValues,
     CatalogError,

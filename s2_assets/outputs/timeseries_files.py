@@ -5,7 +5,7 @@ One extraction (vector file x index x mask x window) has one name (see
 
 - ``tiles/<name>_<tile>.parquet``: each tile's rows, replaced when the tile runs again;
 - ``<name>.csv``: sen2chain's CSV, the de-duplicated union of the tiles' rows, plus a
-  ``smoothed`` column when smoothing is asked for (:mod:`s2_assets.smoothing`);
+  ``smoothed`` column when smoothing is asked for (:mod:`s2_assets.outputs.smoothing`);
 - ``<name>.nc``: the same statistics as a NetCDF written with xarray: dimensions ``fid`` x
   ``time``, one variable per statistic (and ``tile``, ``filename``), the polygons'
   attributes as coordinates along ``fid``; NetCDF-3 (scipy's writer, no extra library);
@@ -34,7 +34,7 @@ from typing import Any
 import pandas as pd
 import xarray as xr
 
-from s2_assets.smoothing import STORED_SCALE, Smoothing, smooth
+from s2_assets.outputs.smoothing import STORED_SCALE, Smoothing, smooth
 
 STATISTICS = (
     "count", "nodata", "nbcld", "cldprb", "min", "max", "mean", "std", "median",
@@ -150,7 +150,7 @@ def publish_tile(
 ) -> pd.DataFrame:
     """Store one tile's rows and rewrite the extraction's CSV, NetCDF and compiled files from
     every tile's rows. Returns the merged table."""
-    from s2_assets.timeseries import deduplicate  # the one de-duplication rule
+    from s2_assets.outputs.timeseries import deduplicate  # the one de-duplication rule
 
     options = options or SeriesOptions()
     part = out_dir / "tiles" / f"{name}_{tile}.parquet"

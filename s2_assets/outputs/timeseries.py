@@ -3,7 +3,7 @@
 For each polygon of a vector file (Shapefile, GeoPackage or GeoJSON, any CRS: reprojected
 to each raster's CRS) and each index product of a tile whose date and scene cloud cover
 pass the request, statistics over the pixels whose centre lies in the polygon (rasterstats'
-rule, :mod:`s2_assets.zonal`), on stored int16 values, as sen2chain computes them:
+rule, :mod:`s2_assets.outputs.zonal`), on stored int16 values, as sen2chain computes them:
 
 - ``count`` valid pixels of the masked index, ``nodata`` its pixels without a value (no data,
   masked, or beyond the raster's edge, as rasterstats' boundless read counts them);
@@ -17,7 +17,7 @@ rule, :mod:`s2_assets.zonal`), on stored int16 values, as sen2chain computes the
 valid pixels are dropped. Rows are sorted by fid, date, count (ascending) and std
 (descending) and de-duplicated on (date, fid) keeping the last: a polygon seen by two tiles
 on the same date keeps the tile with the higher count. Only the windows around the polygons
-are read. The files written are :mod:`s2_assets.timeseries_files`'. Pure: no Dagster.
+are read. The files written are :mod:`s2_assets.outputs.timeseries_files`'. Pure: no Dagster.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from rasterio.warp import transform_geom
 from s2_assets.errors import S2AssetsError
 from s2_assets.library.tree import Library
 from s2_assets.products import ProductName, acquisition_time, qi_path, read_metadata
-from s2_assets.timeseries_files import (
+from s2_assets.outputs.timeseries_files import (
     STATISTICS,
     SeriesOptions,
     SeriesPlotter,
@@ -54,7 +54,7 @@ from s2_assets.timeseries_files import (
     stored_tile_rows,
     write_plots,
 )
-from s2_assets.zonal import Zone, plain, read_zone, zone_on_grid, zone_stats
+from s2_assets.outputs.zonal import Zone, plain, read_zone, zone_on_grid, zone_stats
 
 STAT_COLUMNS = STATISTICS
 CSV_COLUMNS = ("date", "fid", "tile", "filename", *STAT_COLUMNS)
@@ -92,7 +92,7 @@ class Polygons:
 
     @property
     def source(self) -> str:
-        """The vector file in output names (:func:`s2_assets.timeseries_files.source_name`)."""
+        """The vector file in output names (:func:`s2_assets.outputs.timeseries_files.source_name`)."""
         return source_name(self.path)
 
     def in_crs(self, crs_wkt: str) -> list[dict[str, Any]]:

@@ -11,9 +11,9 @@ Collections: ``l2a`` (one item per L2A SAFE, one asset per image it lists), ``cl
 (``ndvi`` …: one item per L2A, the raw index and one asset per masked variant). Items carry
 the acquisition time (:func:`s2_assets.products.acquisition_time`), the MGRS tile (mgrs
 extension), ``eo:cloud_cover`` when the L2A metadata is readable, ``proj:code`` (projection
-v2.0.0), and every raster asset its grid and ``raster:bands`` (:mod:`s2_assets.stac_raster`).
+v2.0.0), and every raster asset its grid and ``raster:bands`` (:mod:`s2_assets.outputs.stac_raster`).
 Monthly composites, when there are any, get a collection per index
-(:mod:`s2_assets.stac_composites`). A second catalogue, ``data/STAC_ABSOLUTE``, has absolute asset hrefs and ``proj:epsg`` for
+(:mod:`s2_assets.outputs.stac_composites`). A second catalogue, ``data/STAC_ABSOLUTE``, has absolute asset hrefs and ``proj:epsg`` for
 loaders that need them (stackstac 0.5).
 
 The whole catalogue is written into a hidden sibling folder and renamed into place: readers
@@ -48,8 +48,8 @@ from s2_assets.products import (
     read_metadata,
 )
 from s2_assets.specs import INDEX_NAMES, parse_mask_spec
-from s2_assets.stac_composites import composite_collection, composite_items
-from s2_assets.stac_raster import (
+from s2_assets.outputs.stac_composites import composite_collection, composite_items
+from s2_assets.outputs.stac_raster import (
     MEDIA,
     RASTER_EXTENSION,
     BandValues,

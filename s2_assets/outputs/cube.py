@@ -4,7 +4,7 @@
 or every monthly composite of it, as one ``xarray.Dataset`` with ``time``, ``y``, ``x``
 coordinates and the CRS attached, read only when values are asked for::
 
-    from s2_assets.cube import open_cube
+    from s2_assets.outputs.cube import open_cube
 
     cube = open_cube("40KCB", "NDVI")                       # masked by the default mask
     point = cube.NDVI.sel(x=305000, y=7795000, method="nearest")   # one pixel, every date

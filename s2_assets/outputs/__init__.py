@@ -1,0 +1,1 @@
+"""outputs: TODO docstring."""
