@@ -21,7 +21,7 @@ import zipfile
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from s2_assets.demo import build_safe, zip_safe
+from s2_assets.demo.products import build_safe, zip_safe
 from s2_assets.providers.base import ProductRecord
 from s2_assets.providers.cdse import CdseProvider, CdseSettings, Credentials
 from s2_assets.providers.cdse_download import blake3_available, file_digest

@@ -23,7 +23,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from s2_assets.demo import build_safe
+from s2_assets.demo.products import build_safe
 from s2_assets.products import read_metadata
 from s2_assets.raster.compute import compute_cloud_masks, compute_indices
 from s2_assets.raster.types import WrittenRaster

@@ -4,7 +4,7 @@
     python -m benchmarks.tile --safe /path/to/S2B_MSIL2A_....SAFE
 
 Without ``--safe``, builds (once, cached) a synthetic L2A of ``size`` x ``size`` 10 m
-pixels with JPEG2000 bands (``s2_assets.demo.build_safe``). The demo's bands are constant
+pixels with JPEG2000 bands (``s2_assets.demo.products.build_safe``). The demo's bands are constant
 per land-cover class, so they decode about ten times faster than real ones and would make
 any ratio to the decode floor meaningless; unless ``--flat``, the nine bands the indices
 read are re-encoded once with per-pixel noise (sigma 60 DN, about 8 bits per pixel, close
@@ -62,7 +62,7 @@ TEXTURE_SIGMA = 60.0
 
 def build(size: int, cache: Path, *, textured: bool = True) -> Path:
     """The cached synthetic L2A of ``size`` pixels a side, built on first use."""
-    from s2_assets.demo import build_safe
+    from s2_assets.demo.products import build_safe
 
     folder = cache / f"L2A_{size}_{'textured' if textured else 'flat'}"
     done = folder / "DONE"

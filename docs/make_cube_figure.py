@@ -2,7 +2,7 @@
 
     .venv/bin/python docs/make_cube_figure.py [docs/cube-ndvi.png]
 
-Runs the demo (``s2_assets.quickstart.run_demo``: a synthetic archive, a SQLite instance,
+Runs the demo (``s2_assets.demo.quickstart.run_demo``: a synthetic archive, a SQLite instance,
 real runs) in a temporary folder at 240 x 240 pixels, materializes the ``composite`` months
 of 40KCB, then opens both cubes with ``open_cube`` and plots them. Takes about a minute;
 run by hand when the figure should change, never by CI.
@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 
 from s2_assets.outputs.cube import open_cube
 from s2_assets.definitions import build_definitions
-from s2_assets.quickstart import DemoPaths, run_demo
+from s2_assets.demo.quickstart import DemoPaths, run_demo
 from s2_assets.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]

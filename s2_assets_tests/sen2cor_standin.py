@@ -150,7 +150,7 @@ def _write_l2a(input_dir: Path, output_dir: Path, baseline: str, generated: date
     """Build the L2A of ``input_dir`` under Sen2Cor's name for it; return its path."""
     import rasterio
 
-    from s2_assets.demo import build_safe
+    from s2_assets.demo.products import build_safe
     from s2_assets.products import ProductName, band_path, read_metadata
 
     metadata = read_metadata(input_dir)

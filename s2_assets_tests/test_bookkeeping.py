@@ -14,7 +14,7 @@ import pytest
 
 from s2_assets.assets import run_metadata
 from s2_assets.definitions import build_definitions
-from s2_assets.demo import DEMO_PRODUCTS, build_archive
+from s2_assets.demo.products import DEMO_PRODUCTS, build_archive
 from s2_assets.settings import Settings
 
 RANGE = {

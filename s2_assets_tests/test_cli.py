@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from s2_assets.cli import build_parser, main
-from s2_assets.quickstart import DemoPaths
+from s2_assets.demo.quickstart import DemoPaths
 
 DEMO_ENV = ("DAGSTER_HOME", "S2_DATA_HOME", "S2_ARCHIVE_ROOT", "S2_DATE_START", "S2_DATE_END")
 

@@ -1,4 +1,4 @@
-"""Synthetic SAFE products (s2_assets.demo): the real layout and names, JPEG2000 bands on the
+"""Synthetic SAFE products (s2_assets.demo.products): the real layout and names, JPEG2000 bands on the
 tile's UTM grid at 10/20/60 m, SCL and cloud probability, offsets from baseline 04.00 on."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from s2_assets.demo import DEMO_PRODUCTS, DEMO_TILES, build_archive, build_safe, zip_safe
+from s2_assets.demo.products import DEMO_PRODUCTS, DEMO_TILES, build_archive, build_safe, zip_safe
 from s2_assets.products import NATIVE_RESOLUTION, ProductName, read_metadata
 from s2_assets_tests.conftest import DEMO_SIZE, SENSING, DemoArchive, DemoSafes
 

@@ -6,7 +6,7 @@ import dagster as dg
 import rasterio
 
 from s2_assets.definitions import build_definitions
-from s2_assets.demo import DEMO_PRODUCTS, build_archive
+from s2_assets.demo.products import DEMO_PRODUCTS, build_archive
 from s2_assets.settings import Settings
 
 RANGE = {

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from s2_assets.demo import build_safe
+from s2_assets.demo.products import build_safe
 from s2_assets.sen2cor.procgroup import run_in_own_group
 from s2_assets.sen2cor.slots import slot
 from s2_assets_tests.sen2cor_standin import MODE_VAR, PIDFILE_VAR, write_launcher

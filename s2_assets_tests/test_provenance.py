@@ -12,7 +12,7 @@ import blake3
 import pytest
 
 from s2_assets import __version__
-from s2_assets.demo import product_name
+from s2_assets.demo.products import product_name
 from s2_assets.errors import MetadataError
 from s2_assets.library.tree import Library
 from s2_assets.library.provenance import (

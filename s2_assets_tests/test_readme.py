@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from s2_assets import cli
-from s2_assets.quickstart import DEMO_JOB
+from s2_assets.demo.quickstart import DEMO_JOB
 
 README = cli.REPO_ROOT / "README.md"
 SETTINGS = ("DAGSTER_HOME", "S2_DATA_HOME", "S2_ARCHIVE_ROOT", "S2_DATE_START", "S2_DATE_END")

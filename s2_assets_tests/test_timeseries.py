@@ -30,7 +30,7 @@ from s2_assets.outputs import timeseries as ts
 from s2_assets.outputs import zonal
 from s2_assets.assets.outputs import TimeSeriesConfig, build_timeseries_asset
 from s2_assets.definitions import build_definitions
-from s2_assets.demo import build_safe
+from s2_assets.demo.products import build_safe
 from s2_assets.library.tree import Library
 from s2_assets.products import qi_path, read_metadata
 from s2_assets.raster.compute import compute_cloud_masks, compute_indices

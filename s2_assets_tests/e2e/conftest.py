@@ -19,7 +19,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from s2_assets.demo import DEMO_PRODUCTS, build_archive
+from s2_assets.demo.products import DEMO_PRODUCTS, build_archive
 from s2_assets_tests.e2e.graphql import GraphQL
 from s2_assets_tests.e2e.postgres import PostgresServer, free_port, start_postgres
 

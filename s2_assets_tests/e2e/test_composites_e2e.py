@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from s2_assets.demo import DEMO_PRODUCTS, build_archive
+from s2_assets.demo.products import DEMO_PRODUCTS, build_archive
 from s2_assets.products import ProductName
 from s2_assets.specs import DEFAULT_MASK_SPEC
 from s2_assets_tests.e2e.conftest import DATE_START, DEMO_SIZE, REPO, START_TIMEOUT_S, Deployment

@@ -22,7 +22,7 @@ from s2_assets.definitions import (
     local_executor,
 )
 from s2_assets.jobs.model import JobSettings
-from s2_assets.quickstart import DEMO_JOB
+from s2_assets.demo.quickstart import DEMO_JOB
 from s2_assets.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

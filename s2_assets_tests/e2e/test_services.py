@@ -23,7 +23,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from s2_assets.demo import DEMO_PRODUCTS, DEMO_TILES, product_name
+from s2_assets.demo.products import DEMO_PRODUCTS, DEMO_TILES, product_name
 from s2_assets_tests.e2e.conftest import Deployment
 from s2_assets_tests.e2e.graphql import GraphQL, poll
 from s2_assets_tests.e2e.postgres import pid_alive

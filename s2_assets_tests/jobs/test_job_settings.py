@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from s2_assets.definitions import build_definitions
-from s2_assets.demo import DEMO_PRODUCTS, build_archive
+from s2_assets.demo.products import DEMO_PRODUCTS, build_archive
 from s2_assets.errors import ProductOfflineError
 from s2_assets.jobs.backfill import requested_partitions
 from s2_assets.library.tree import Library

@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 
 from s2_assets.definitions import build_definitions
-from s2_assets.demo import DEMO_PRODUCTS
+from s2_assets.demo.products import DEMO_PRODUCTS
 from s2_assets.errors import StagingError
 from s2_assets.jobs.backfill import requested_partitions
 from s2_assets.library.tree import Library

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from s2_assets.demo import build_safe, zip_safe
+from s2_assets.demo.products import build_safe, zip_safe
 from s2_assets.providers.cdse import CdseProvider, CdseSettings, Credentials
 from s2_assets_tests.cdse_standin import CdseStandin, StandinProduct
 

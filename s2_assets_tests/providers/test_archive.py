@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from s2_assets.demo import DEMO_PRODUCTS, product_name
+from s2_assets.demo.products import DEMO_PRODUCTS, product_name
 from s2_assets.errors import MetadataError, ProviderError
 from s2_assets.library.tree import Library
 from s2_assets.products import ProductName, read_metadata

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from s2_assets.demo import build_safe, zip_safe
+from s2_assets.demo.products import build_safe, zip_safe
 from s2_assets.errors import StagingError
 from s2_assets.providers.chiller import (
     UPLOAD_CONTENT_TYPE,

@@ -1,4 +1,4 @@
-"""compute_cloud_masks / compute_indices on synthetic L2A products from s2_assets.demo."""
+"""compute_cloud_masks / compute_indices on synthetic L2A products from s2_assets.demo.products."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import rasterio
 from rasterio.enums import Resampling
 from scipy import ndimage
 
-from s2_assets.demo import build_safe
+from s2_assets.demo.products import build_safe
 from s2_assets.errors import IndexNameError, MaskSpecError
 from s2_assets.products import NATIVE_RESOLUTION, band_path, qi_path, read_metadata
 from s2_assets.raster import indices as ix
