@@ -21,9 +21,9 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from s2_assets.outputs.cube import open_cube
 from s2_assets.definitions import build_definitions
 from s2_assets.demo.quickstart import DemoPaths, run_demo
+from s2_assets.outputs.cube import open_cube
 from s2_assets.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]

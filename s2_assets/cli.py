@@ -12,15 +12,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from s2_assets.library import acquisitions as catalogue
 from s2_assets.cli_env import CliError, dagster_home, library_root, load_env_file, provider_problem
+from s2_assets.demo.quickstart import DemoPaths, run_demo
 from s2_assets.errors import S2AssetsError
 from s2_assets.jobs.commands import add_jobs_parser
 from s2_assets.jobs.jobfile import job_path, load_job
 from s2_assets.jobs.model import JobFile, JobFileProblems
 from s2_assets.jobs.run_now import run_job_now, submit_job
+from s2_assets.library import acquisitions as catalogue
 from s2_assets.library.tree import Library, default_root
-from s2_assets.demo.quickstart import DemoPaths, run_demo
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SUPERSEDED_WARNING = "ignore:Function `dev_command` is superseded"
@@ -127,8 +127,8 @@ def _clean(args: argparse.Namespace) -> int:
     """sen2chain's ``clean_lib``: remove debris from the library (or only list it)."""
     from datetime import timedelta
 
-    from s2_assets.library.clean import clean_library
     from s2_assets.errors import S2AssetsError
+    from s2_assets.library.clean import clean_library
 
     try:
         report = clean_library(

@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from s2_assets.demo.products import DEMO_PRODUCTS, DemoProduct, build_archive, build_safe, product_name
+from s2_assets.demo.products import (
+    DEMO_PRODUCTS,
+    DemoProduct,
+    build_archive,
+    build_safe,
+    product_name,
+)
 from s2_assets.library.tree import Library
 from s2_assets.products import ProductName
 

@@ -24,11 +24,11 @@ import rasterio
 from pystac.validation import validate_dict
 from pystac.validation.stac_validator import JsonSchemaSTACValidator
 
-from s2_assets.outputs import stac as catalog_stac
 from s2_assets.assets.outputs import CatalogConfig, build_catalog_asset
-from s2_assets.outputs.stac import catalog_dir, write_catalog
 from s2_assets.demo.products import build_safe
 from s2_assets.library.tree import Library
+from s2_assets.outputs import stac as catalog_stac
+from s2_assets.outputs.stac import catalog_dir, write_catalog
 from s2_assets.products import ProductName, acquisition_time, read_metadata
 from s2_assets.raster.compute import compute_cloud_masks, compute_indices
 from s2_assets.resources.library import LibraryResource

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from s2_assets.library.clean import KEPT_RECENT, REMOVED, WOULD_REMOVE, clean_library
 from s2_assets.errors import TileIdError
+from s2_assets.library.clean import KEPT_RECENT, REMOVED, WOULD_REMOVE, clean_library
 from s2_assets.library.tree import Library
 from s2_assets.products import ProductName
 from s2_assets_tests.conftest import DemoSafes

@@ -12,9 +12,9 @@ import pytest
 from s2_assets import cli
 from s2_assets.cli import error_text, main
 from s2_assets.demo.products import DEMO_PRODUCTS, build_archive
+from s2_assets.demo.quickstart import DEMO_JOB, DemoPaths, prepare
 from s2_assets.errors import ProviderError
 from s2_assets.jobs.jobfile import load_job
-from s2_assets.demo.quickstart import DEMO_JOB, DemoPaths, prepare
 
 SETTINGS = ("DAGSTER_HOME", "S2_DATA_HOME", "S2_ARCHIVE_ROOT", "S2_DATE_START", "S2_DATE_END")
 

@@ -14,10 +14,10 @@ import rasterio
 
 from s2_assets.assets.composites import build_composite_asset, month_of_days
 from s2_assets.assets.derived import build_indices_asset
+from s2_assets.library.provenance import read_record
 from s2_assets.library.tree import Library
 from s2_assets.partitions import TileMonth, tile_date_partitions, tile_month_partitions
 from s2_assets.products import ProductName
-from s2_assets.library.provenance import read_record
 from s2_assets.resources.library import LibraryResource
 from s2_assets_tests.raster.test_composite import reference, write_index
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from s2_assets.outputs.cube import CubeError, open_cube
 from s2_assets.library.tree import Library
+from s2_assets.outputs.cube import CubeError, open_cube
 from s2_assets_tests.raster.test_composite import CRS
 from s2_assets_tests.test_composites import SPEC, TILE, l2a_id, materialize, put_index
 

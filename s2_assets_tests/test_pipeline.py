@@ -15,9 +15,9 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from s2_assets.library import acquisitions as catalogue
 from s2_assets.definitions import build_definitions
 from s2_assets.demo.products import DEMO_PRODUCTS, DEMO_TILES, product_name
+from s2_assets.library import acquisitions as catalogue
 from s2_assets.library.tree import Library
 from s2_assets.products import ProductName, baseline_number, read_metadata
 from s2_assets.settings import Settings

@@ -14,7 +14,6 @@ import pytest
 from s2_assets import __version__
 from s2_assets.demo.products import product_name
 from s2_assets.errors import MetadataError
-from s2_assets.library.tree import Library
 from s2_assets.library.provenance import (
     Provenance,
     file_checksum,
@@ -26,6 +25,7 @@ from s2_assets.library.provenance import (
     record_path,
     write_record,
 )
+from s2_assets.library.tree import Library
 from s2_assets_tests.conftest import DemoArchive
 
 L2A_ID = "S2A_MSIL2A_20220130T063511_N0509_R120_T40KCB_20220130T091000"

@@ -18,9 +18,9 @@ import pytest
 from s2_assets import __version__
 from s2_assets.demo.products import build_safe
 from s2_assets.errors import MetadataError, Sen2CorError
-from s2_assets.sen2cor.output import jp2_problem, read_provenance, validate_l2a
 from s2_assets.products import ProductName, read_metadata
 from s2_assets.resources.sen2cor import Sen2CorInstallation, Sen2CorResource
+from s2_assets.sen2cor.output import jp2_problem, read_provenance, validate_l2a
 from s2_assets.sen2cor.runner import (
     Sen2CorInstall,
     Sen2CorSettings,

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from s2_assets.outputs.stac import write_catalog
 from s2_assets.library.tree import Library
+from s2_assets.outputs.stac import write_catalog
 from s2_assets_tests.test_catalog_stac import _build
 
 DOCS = Path(__file__).parents[1] / "docs" / "outputs.md"

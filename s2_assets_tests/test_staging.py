@@ -11,8 +11,14 @@ import pytest
 
 from s2_assets.errors import StagingError
 from s2_assets.providers.chiller import ChillerClient, ChillerJob, ChillerStatus
+from s2_assets.providers.staging_ledger import (
+    Chunk,
+    OpenJob,
+    StagingLedger,
+    TickReport,
+    chunk_paths,
+)
 from s2_assets.resources.chiller import ChillerResource
-from s2_assets.providers.staging_ledger import Chunk, OpenJob, StagingLedger, TickReport, chunk_paths
 from s2_assets_tests.chiller_standin import ChillerStandIn
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)

@@ -26,19 +26,19 @@ import shapely
 from rasterio.transform import from_origin
 from rasterio.warp import transform_geom
 
-from s2_assets.outputs import timeseries as ts
-from s2_assets.outputs import zonal
 from s2_assets.assets.outputs import TimeSeriesConfig, build_timeseries_asset
 from s2_assets.definitions import build_definitions
 from s2_assets.demo.products import build_safe
 from s2_assets.library.tree import Library
+from s2_assets.outputs import timeseries as ts
+from s2_assets.outputs import zonal
+from s2_assets.outputs.timeseries import ExtractionRequest, TimeSeriesError
 from s2_assets.products import qi_path, read_metadata
 from s2_assets.raster.compute import compute_cloud_masks, compute_indices
 from s2_assets.raster.types import INDEX_NODATA
 from s2_assets.resources.library import LibraryResource
 from s2_assets.settings import Settings
 from s2_assets.specs import INDEX_NAMES
-from s2_assets.outputs.timeseries import ExtractionRequest, TimeSeriesError
 
 UTM = "EPSG:32740"
 X0, Y0 = 300000.0, 7800040.0

@@ -18,11 +18,11 @@ import pytest
 import shapely
 import xarray as xr
 
-from s2_assets.outputs import timeseries as ts
 from s2_assets.library.tree import Library
-from s2_assets.products import ProductName, acquisition_time
+from s2_assets.outputs import timeseries as ts
 from s2_assets.outputs.smoothing import Smoothing, smooth, smooth_polygon
 from s2_assets.outputs.timeseries_files import SeriesOptions, series_name, source_name
+from s2_assets.products import ProductName, acquisition_time
 from s2_assets_tests.test_timeseries import (
     DAY,
     NAMES,

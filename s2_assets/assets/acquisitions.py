@@ -4,11 +4,11 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from s2_assets.library import acquisitions as catalogue
-from s2_assets.library.clean import clean_library
 from s2_assets.errors import TileIdError
 from s2_assets.jobs.jobfile import load_jobs
 from s2_assets.jobs.options import JOB_TAG
+from s2_assets.library import acquisitions as catalogue
+from s2_assets.library.clean import clean_library
 from s2_assets.partitions import TILES, TileDate
 from s2_assets.products import LEVELS, validate_tile_id
 from s2_assets.providers.base import unique_by_id

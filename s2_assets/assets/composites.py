@@ -18,11 +18,11 @@ from pathlib import Path
 import dagster as dg
 
 from s2_assets.assets.products import RunOptions
-from s2_assets.outputs.cube import composite_dir, composite_stem, index_files, masked_pairs
 from s2_assets.errors import S2AssetsError
-from s2_assets.library.tree import Library
-from s2_assets.partitions import TileDate, TileMonth
 from s2_assets.library.provenance import Provenance, file_checksum, metadata_for, write_record
+from s2_assets.library.tree import Library
+from s2_assets.outputs.cube import composite_dir, composite_stem, index_files, masked_pairs
+from s2_assets.partitions import TileDate, TileMonth
 from s2_assets.raster.composite import STATISTICS, CompositeRequest, compute_composite
 from s2_assets.raster.indices import INDICES
 from s2_assets.raster.types import WrittenRaster

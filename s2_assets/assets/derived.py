@@ -15,9 +15,9 @@ import dagster as dg
 from s2_assets.assets import run_metadata
 from s2_assets.assets.products import RunOptions
 from s2_assets.errors import S2AssetsError
+from s2_assets.library.provenance import metadata_for, record_outputs
 from s2_assets.partitions import TileDate
 from s2_assets.products import read_metadata
-from s2_assets.library.provenance import metadata_for, record_outputs
 from s2_assets.raster.compute import compute_cloud_masks, compute_indices
 from s2_assets.raster.describe import describe_mask
 from s2_assets.raster.types import SideProducts, WrittenRaster

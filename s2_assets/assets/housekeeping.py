@@ -12,8 +12,8 @@ import dagster as dg
 
 from s2_assets.assets.products import RunOptions
 from s2_assets.library.clean import clean_library
-from s2_assets.partitions import TileDate
 from s2_assets.library.removal import plan_removals, remove_product
+from s2_assets.partitions import TileDate
 from s2_assets.resources.library import LibraryResource
 
 

@@ -13,8 +13,8 @@ from datetime import timedelta
 
 import dagster as dg
 
-from s2_assets.library.clean import DEFAULT_MIN_AGE, clean_library
 from s2_assets.errors import S2AssetsError
+from s2_assets.library.clean import DEFAULT_MIN_AGE, clean_library
 from s2_assets.resources.library import LibraryResource
 
 

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import dagster as dg
 
-from s2_assets.outputs import timeseries as ts
 from s2_assets.assets.acquisitions import parse_day
-from s2_assets.outputs.stac import write_catalog
 from s2_assets.errors import S2AssetsError
 from s2_assets.library.tree import Library
+from s2_assets.outputs import timeseries as ts
+from s2_assets.outputs.smoothing import Smoothing
+from s2_assets.outputs.stac import write_catalog
+from s2_assets.outputs.timeseries_files import PERIODS, SeriesOptions
 from s2_assets.partitions import DEFAULT_DATE_START, TILES
 from s2_assets.products import validate_tile_id
 from s2_assets.resources.library import LibraryResource
-from s2_assets.outputs.smoothing import Smoothing
 from s2_assets.specs import DEFAULT_MASK_SPEC, INDEX_NAMES, parse_index_name, parse_mask_spec
-from s2_assets.outputs.timeseries_files import PERIODS, SeriesOptions
 
 MAX_PREVIEWS = 3  # inline plots per partition: a few tens of KB of metadata at most
 

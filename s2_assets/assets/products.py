@@ -19,7 +19,6 @@ from typing import Any
 
 import dagster as dg
 
-from s2_assets.library import acquisitions as catalogue
 from s2_assets.assets import run_metadata
 from s2_assets.errors import (
     CorruptProductError,
@@ -27,13 +26,19 @@ from s2_assets.errors import (
     ProductOfflineError,
     S2AssetsError,
 )
-from s2_assets.jobs.joblog import JobLog
 from s2_assets.jobs.jobfile import load_jobs
-from s2_assets.library.tree import Library, LibraryProduct, directory_bytes
+from s2_assets.jobs.joblog import JobLog
 from s2_assets.jobs.options import JOB_TAG, TaskOptions, options_for
+from s2_assets.library import acquisitions as catalogue
+from s2_assets.library.provenance import (
+    for_delivery,
+    metadata_for,
+    processing_version,
+    write_record,
+)
+from s2_assets.library.tree import Library, LibraryProduct, directory_bytes
 from s2_assets.partitions import TileDate
 from s2_assets.products import ProductName
-from s2_assets.library.provenance import for_delivery, metadata_for, processing_version, write_record
 from s2_assets.providers.archive import read_zip_cloud_cover
 from s2_assets.providers.base import ProductRecord
 from s2_assets.resources.library import LibraryResource

@@ -20,8 +20,8 @@ import dagster as dg
 
 from s2_assets.definitions import build_definitions
 from s2_assets.demo.products import DEMO_PRODUCTS, DEMO_TILES, build_archive
-from s2_assets.jobs.run_now import run_ranges
 from s2_assets.jobs.options import JOB_TAG
+from s2_assets.jobs.run_now import run_ranges
 from s2_assets.partitions import TileDate
 from s2_assets.settings import Settings
 

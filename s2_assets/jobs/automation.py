@@ -18,12 +18,12 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from s2_assets.library import acquisitions as catalogue
 from s2_assets.jobs.backfill import backfill_request
 from s2_assets.jobs.jobfile import load_job, load_jobs
 from s2_assets.jobs.model import JobFile, task_chunks
-from s2_assets.library.tree import Library
 from s2_assets.jobs.options import JOB_TAG, TASK_TAG, options_for
+from s2_assets.library import acquisitions as catalogue
+from s2_assets.library.tree import Library
 from s2_assets.partitions import TILES, TileDate
 from s2_assets.providers.base import ProductRecord
 from s2_assets.resources.library import LibraryResource

@@ -24,7 +24,6 @@ from typing import Any
 
 import dagster as dg
 
-from s2_assets.library import acquisitions as catalogue
 from s2_assets.errors import StagingError
 from s2_assets.jobs.automation import (
     asset_names,
@@ -35,13 +34,14 @@ from s2_assets.jobs.automation import (
 from s2_assets.jobs.backfill import backfill_request
 from s2_assets.jobs.jobfile import load_jobs
 from s2_assets.jobs.model import JobFile
-from s2_assets.library.tree import Library
 from s2_assets.jobs.options import JOB_TAG, TASK_TAG, TaskOptions, options_for
+from s2_assets.library import acquisitions as catalogue
+from s2_assets.library.tree import Library
 from s2_assets.partitions import TileDate
 from s2_assets.providers.base import ProductRecord
+from s2_assets.providers.staging_ledger import StagingLedger, TickReport
 from s2_assets.resources.chiller import ChillerResource
 from s2_assets.resources.library import LibraryResource
-from s2_assets.providers.staging_ledger import StagingLedger, TickReport
 
 STAGED_PROVIDER = "eodc"
 CURSOR_VERSION = 1

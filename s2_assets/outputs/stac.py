@@ -40,14 +40,6 @@ from pystac.extensions.projection import ProjectionExtension
 
 from s2_assets.errors import ProductNameError, S2AssetsError
 from s2_assets.library.tree import Library
-from s2_assets.products import (
-    ProductMetadata,
-    ProductName,
-    acquisition_time,
-    metadata_path,
-    read_metadata,
-)
-from s2_assets.specs import INDEX_NAMES, parse_mask_spec
 from s2_assets.outputs.stac_composites import composite_collection, composite_items
 from s2_assets.outputs.stac_raster import (
     MEDIA,
@@ -61,6 +53,14 @@ from s2_assets.outputs.stac_raster import (
     read_raster_info,
     safe_values,
 )
+from s2_assets.products import (
+    ProductMetadata,
+    ProductName,
+    acquisition_time,
+    metadata_path,
+    read_metadata,
+)
+from s2_assets.specs import INDEX_NAMES, parse_mask_spec
 
 __all__ = ["CatalogError", "RasterInfo", "catalog_dir", "read_raster_info", "write_catalog"]
 

@@ -43,7 +43,6 @@ from rasterio.warp import transform_geom
 
 from s2_assets.errors import S2AssetsError
 from s2_assets.library.tree import Library
-from s2_assets.products import ProductName, acquisition_time, qi_path, read_metadata
 from s2_assets.outputs.timeseries_files import (
     STATISTICS,
     SeriesOptions,
@@ -55,6 +54,7 @@ from s2_assets.outputs.timeseries_files import (
     write_plots,
 )
 from s2_assets.outputs.zonal import Zone, plain, read_zone, zone_on_grid, zone_stats
+from s2_assets.products import ProductName, acquisition_time, qi_path, read_metadata
 
 STAT_COLUMNS = STATISTICS
 CSV_COLUMNS = ("date", "fid", "tile", "filename", *STAT_COLUMNS)

@@ -16,8 +16,8 @@ from s2_assets.sen2cor.runner import (
     discover_install,
     run_sen2cor,
 )
-from s2_assets.settings import SEN2COR_PATHS_ENV, sen2cor_paths_from_env
 from s2_assets.sen2cor.slots import default_sen2cor_slots
+from s2_assets.settings import SEN2COR_PATHS_ENV, sen2cor_paths_from_env
 
 
 class Sen2CorInstallation(dg.Config):

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from s2_assets.errors import ProductNameError, Sen2CorError
+from s2_assets.products import ProductName, read_metadata
 from s2_assets.sen2cor.output import validate_l2a, write_provenance
 from s2_assets.sen2cor.procgroup import ProcessStartError, run_in_own_group
-from s2_assets.products import ProductName, read_metadata
 
 Version = tuple[int, int, int]
 

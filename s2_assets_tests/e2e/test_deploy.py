@@ -21,8 +21,8 @@ from s2_assets.definitions import (
     cluster_executor,
     local_executor,
 )
-from s2_assets.jobs.model import JobSettings
 from s2_assets.demo.quickstart import DEMO_JOB
+from s2_assets.jobs.model import JobSettings
 from s2_assets.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
