@@ -20,7 +20,8 @@ from s2_assets.jobs.jobfile import job_path, load_job
 from s2_assets.jobs.model import JobFile, JobFileProblems
 from s2_assets.jobs.run_now import run_job_now, submit_job
 from s2_assets.library import acquisitions as catalogue
-from s2_assets.library.tree import Library, default_root
+from s2_assets.library.tree import Library
+from s2_assets.settings import default_root
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SUPERSEDED_WARNING = "ignore:Function `dev_command` is superseded"

@@ -15,7 +15,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from s2_assets.errors import S2AssetsError
-from s2_assets.library.tree import DEFAULT_ROOT_ENV, default_root
+from s2_assets.settings import DEFAULT_ROOT_ENV, default_root
 
 ENV_FILES = (Path(".env"), Path("demo_data") / ".env")
 DEMO_HINT = (

@@ -12,6 +12,7 @@ import dagster as dg
 import yaml
 
 from s2_assets.assets.acquisitions import build_acquisitions
+from s2_assets.assets.checks import build_checks
 from s2_assets.assets.composites import (
     build_composite_asset,
     build_composite_automation_sensor,
@@ -21,7 +22,6 @@ from s2_assets.assets.housekeeping import build_housekeeping_asset
 from s2_assets.assets.maintenance import library_clean_job
 from s2_assets.assets.outputs import build_catalog_asset, build_timeseries_asset
 from s2_assets.assets.products import build_product_asset
-from s2_assets.checks import build_checks
 from s2_assets.errors import S2AssetsError
 from s2_assets.jobs.automation import (
     build_broken_job_schedule,

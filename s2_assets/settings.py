@@ -15,8 +15,15 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from s2_assets.library.tree import default_root
 from s2_assets.partitions import DEFAULT_DATE_START
+
+DEFAULT_ROOT_ENV = "S2_DATA_HOME"
+
+
+def default_root() -> Path:
+    """``$S2_DATA_HOME`` if set, else ``~/sen2chain_data`` (sen2chain's default)."""
+    configured = os.environ.get(DEFAULT_ROOT_ENV)
+    return Path(configured).expanduser() if configured else Path.home() / "sen2chain_data"
 
 
 @dataclass(frozen=True)

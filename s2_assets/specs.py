@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from s2_assets.errors import IndexNameError, MaskSpecError
 
@@ -128,3 +129,25 @@ def parse_index_name(value: str) -> str:
     if name not in INDEX_NAMES:
         raise IndexNameError(f"unknown index {value!r}; valid: {', '.join(INDEX_NAMES)} (or All)")
     return name
+
+
+@dataclass(frozen=True)
+class RemoveRule:
+    """Delete products of ``level`` after the task ran, if cloud cover >= ``min_cloud_cover``.
+
+    ``scope`` ``new`` means products this run downloaded (L1C) or computed (L2A); ``all``
+    means every product of the tile, whatever the task's date window. A product whose cloud
+    cover is unknown is never removed.
+    """
+
+    level: Literal["l1c", "l2a"]
+    scope: Literal["new", "all"] = "new"
+    min_cloud_cover: int = 0
+
+    def matches(self, cloud_cover: float | None) -> bool:
+        """True when a product with this cloud cover falls under the rule."""
+        return cloud_cover is not None and cloud_cover >= self.min_cloud_cover
+
+    def __str__(self) -> str:
+        suffix = f"-cc{self.min_cloud_cover}" if self.min_cloud_cover else ""
+        return f"{self.level}-{self.scope}{suffix}"

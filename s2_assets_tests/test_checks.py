@@ -15,7 +15,8 @@ import rasterio
 from affine import Affine
 from rasterio.shutil import copy as gdal_copy
 
-from s2_assets.checks import build_checks, raster_problems, safe_problems
+from s2_assets.assets.checks import build_checks
+from s2_assets.library.checks import raster_problems, safe_problems
 from s2_assets.library.tree import Library
 from s2_assets.partitions import tile_date_partitions
 from s2_assets.products import read_metadata
@@ -147,7 +148,7 @@ def test_unreadable_metadata_and_wrong_level(lib: Library) -> None:
 
 
 def grid_of(lib: Library, resolution: int) -> Any:
-    from s2_assets.checks import l2a_grid
+    from s2_assets.library.checks import l2a_grid
 
     return l2a_grid(lib, TILE, lib.products("L2A", TILE)[0].id, resolution)
 

@@ -14,7 +14,13 @@ from datetime import date, timedelta
 from typing import Literal
 
 from s2_assets.errors import IndexNameError, JobFileError, MaskSpecError
-from s2_assets.specs import INDEX_NAMES, MaskSpec, parse_index_name, parse_mask_spec
+from s2_assets.specs import (
+    INDEX_NAMES,
+    MaskSpec,
+    RemoveRule,
+    parse_index_name,
+    parse_mask_spec,
+)
 
 # sen2chain reads an empty date_min as the start of the Sentinel-2 era and an empty
 # date_max as open-ended (it writes 9999-12-12, a typo for the 9999-12-31 it documents: D11).
@@ -241,28 +247,6 @@ def parse_indices(text: str) -> tuple[str, ...]:
         if name not in names:
             names.append(name)
     return tuple(names)
-
-
-@dataclass(frozen=True)
-class RemoveRule:
-    """Delete products of ``level`` after the task ran, if cloud cover >= ``min_cloud_cover``.
-
-    ``scope`` ``new`` means products this run downloaded (L1C) or computed (L2A); ``all``
-    means every product of the tile, whatever the task's date window. A product whose cloud
-    cover is unknown is never removed.
-    """
-
-    level: Literal["l1c", "l2a"]
-    scope: Literal["new", "all"] = "new"
-    min_cloud_cover: int = 0
-
-    def matches(self, cloud_cover: float | None) -> bool:
-        """True when a product with this cloud cover falls under the rule."""
-        return cloud_cover is not None and cloud_cover >= self.min_cloud_cover
-
-    def __str__(self) -> str:
-        suffix = f"-cc{self.min_cloud_cover}" if self.min_cloud_cover else ""
-        return f"{self.level}-{self.scope}{suffix}"
 
 
 def parse_remove(text: str) -> tuple[RemoveRule, ...]:

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import date
 
 from s2_assets.errors import MetadataError
-from s2_assets.jobs.cells import RemoveRule
 from s2_assets.library.tree import Library, LibraryProduct
 from s2_assets.products import ProductName, read_metadata
+from s2_assets.specs import RemoveRule
 
 LOCAL_L2A_MARKER = "sen2chain_info.xml"  # written beside every L2A we compute with Sen2Cor
 

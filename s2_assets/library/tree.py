@@ -38,7 +38,6 @@ from s2_assets.errors import ArchiveError, CorruptProductError, LibraryError
 from s2_assets.library.integrity import product_problems
 from s2_assets.products import ProductName
 
-DEFAULT_ROOT_ENV = "S2_DATA_HOME"
 # A real L2A zip is about 1.2 GB; anything claiming far more is broken or hostile.
 MAX_UNPACKED_BYTES = 8 * 1024**3
 MAX_ENTRIES = 20_000
@@ -52,12 +51,6 @@ _PATH_KEYS = {
     "indices_path": "INDICES",
     "temp_path": "TEMP",
 }
-
-
-def default_root() -> Path:
-    """``$S2_DATA_HOME`` if set, else ``~/sen2chain_data`` (sen2chain's default)."""
-    configured = os.environ.get(DEFAULT_ROOT_ENV)
-    return Path(configured).expanduser() if configured else Path.home() / "sen2chain_data"
 
 
 @dataclass(frozen=True)

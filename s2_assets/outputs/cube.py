@@ -23,10 +23,11 @@ from pathlib import Path
 import xarray as xr
 
 from s2_assets.errors import S2AssetsError
-from s2_assets.library.tree import Library, default_root
+from s2_assets.library.tree import Library
 from s2_assets.products import ProductName, validate_tile_id
 from s2_assets.raster.composite import STATISTICS
 from s2_assets.raster.stack import StackFile, open_stack
+from s2_assets.settings import default_root
 from s2_assets.specs import DEFAULT_MASK_SPEC, INDEX_NAMES, parse_index_name, parse_mask_spec
 
 SUFFIXES = (".tif", ".jp2")  # a COG is preferred over sen2chain's JPEG2000 of the same name

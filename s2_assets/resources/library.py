@@ -6,7 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from s2_assets.library.tree import Library, default_root
+from s2_assets.library.tree import Library
+from s2_assets.settings import default_root
 
 
 class LibraryResource(dg.ConfigurableResource):
