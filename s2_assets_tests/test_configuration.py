@@ -14,8 +14,7 @@ import dagster as dg
 import pytest
 
 from s2_assets.definitions import build_definitions
-from s2_assets.library.tree import DEFAULT_ROOT_ENV
-from s2_assets.settings import RESOURCE_ENV, SEN2COR_PATHS_ENV, Settings
+from s2_assets.settings import DEFAULT_ROOT_ENV, RESOURCE_ENV, SEN2COR_PATHS_ENV, Settings
 from s2_assets_tests.sen2cor_standin import write_launcher
 
 REPO = Path(__file__).resolve().parents[1]
