@@ -16,8 +16,6 @@ checks stop what follows in the same run: a bad L2A never reaches the masks, a b
 never reaches the indices.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 from typing import Any
 
