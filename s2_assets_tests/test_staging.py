@@ -11,13 +11,8 @@ import pytest
 
 from s2_assets.errors import StagingError
 from s2_assets.providers.chiller import ChillerClient, ChillerJob, ChillerStatus
-from s2_assets.providers.staging_ledger import (
-    Chunk,
-    OpenJob,
-    StagingLedger,
-    TickReport,
-    chunk_paths,
-)
+from s2_assets.providers.staging_ledger import StagingLedger, chunk_paths
+from s2_assets.providers.staging_records import Chunk, OpenJob, TickReport
 from s2_assets.resources.chiller import ChillerResource
 from s2_assets_tests.chiller_standin import ChillerStandIn
 

@@ -39,7 +39,8 @@ from s2_assets.library import acquisitions as catalogue
 from s2_assets.library.tree import Library
 from s2_assets.partitions import TileDate
 from s2_assets.providers.base import ProductRecord
-from s2_assets.providers.staging_ledger import StagingLedger, TickReport
+from s2_assets.providers.staging_ledger import StagingLedger
+from s2_assets.providers.staging_records import TickReport
 from s2_assets.resources.chiller import ChillerResource
 from s2_assets.resources.library import LibraryResource
 

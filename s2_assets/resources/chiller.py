@@ -14,7 +14,8 @@ from pydantic import Field, PrivateAttr
 
 from s2_assets.errors import StagingError
 from s2_assets.providers.chiller import ChillerClient, ChillerJob, ChillerStatus
-from s2_assets.providers.staging_ledger import StagingLedger, TickReport, chunk_paths
+from s2_assets.providers.staging_ledger import StagingLedger, chunk_paths
+from s2_assets.providers.staging_records import TickReport
 
 
 class ChillerResource(dg.ConfigurableResource):
