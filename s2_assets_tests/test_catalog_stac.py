@@ -2,7 +2,7 @@
 projection info equal to each file's header, and atomic replacement.
 
 The library holds demo L2A products of two tiles in two UTM zones, their cloud masks and two
-indices computed by the real pipeline (``s2_assets.raster.compute``), and the indices of an
+indices computed by the real pipeline (``s2_assets.raster.product_masks``, ``product_indices``), and the indices of an
 L2A whose SAFE was removed (sen2chain keeps indices after removing L2A).
 """
 
@@ -31,7 +31,8 @@ from s2_assets.outputs import stac as catalog_stac
 from s2_assets.outputs import stac_items
 from s2_assets.outputs.stac import catalog_dir, write_catalog
 from s2_assets.products import ProductName, acquisition_time, read_metadata
-from s2_assets.raster.compute import compute_cloud_masks, compute_indices
+from s2_assets.raster.product_indices import compute_indices
+from s2_assets.raster.product_masks import compute_cloud_masks
 from s2_assets.resources.library import LibraryResource
 
 SPECS = ["CM001", "CM004-CSH1-CMP1-CHP1-TCI1-ITER0"]
