@@ -25,7 +25,8 @@ from pathlib import Path
 
 from s2_assets.demo.products import build_safe
 from s2_assets.products import read_metadata
-from s2_assets.raster.compute import compute_cloud_masks, compute_indices
+from s2_assets.raster.product_indices import compute_indices
+from s2_assets.raster.product_masks import compute_cloud_masks
 from s2_assets.raster.types import WrittenRaster
 from s2_assets.specs import INDEX_NAMES
 

@@ -56,7 +56,16 @@ def _hook(owner: Any, attribute: str, phase: str) -> None:
 
 def install() -> None:
     """Hook the raster code's phases and switch off every overlap."""
-    from s2_assets.raster import compute, indices, io, masks, outputs, quicklook, strips
+    from s2_assets.raster import (
+        indices,
+        io,
+        masks,
+        outputs,
+        pipeline,
+        product_indices,
+        quicklook,
+        strips,
+    )
 
     original_init = strips.RowStream.__init__
 
@@ -65,17 +74,17 @@ def install() -> None:
         original_init(self, *args, **kwargs)
 
     strips.RowStream.__init__ = serial_init  # type: ignore[method-assign]
-    compute.PUBLISH_WORKERS = 1
+    pipeline.PUBLISH_WORKERS = 1
     hooks: list[tuple[Any, str, str]] = [
         (io.BandReader, "read_rows", "decode"),
-        (compute, "upsample2_bilinear_float32", "upsampling"),
-        (compute, "upsample2_touched", "upsampling"),
-        (compute, "upsample2_nearest", "upsampling"),
+        (product_indices, "upsample2_bilinear_float32", "upsampling"),
+        (product_indices, "upsample2_touched", "upsampling"),
+        (product_indices, "upsample2_nearest", "upsampling"),
         (indices, "compute_index", "index math"),
         (indices, "apply_mask", "masking"),
         (indices, "mask_fill", "masking"),
         (indices, "apply_mask_fill", "masking"),
-        (compute, "_mask_rows", "masking"),
+        (product_indices, "_mask_rows", "masking"),
         (masks, "compute_masks", "cloud mask algorithm"),
         (masks, "encode_mask", "cloud mask algorithm"),
         (masks, "mask_nodata", "cloud mask algorithm"),

@@ -137,7 +137,7 @@ def _decode_floor(safe: Path) -> None:
 
 def _cloudmask(safe: Path, out: Path) -> None:
     from s2_assets.products import read_metadata
-    from s2_assets.raster.compute import compute_cloud_masks
+    from s2_assets.raster.product_masks import compute_cloud_masks
 
     metadata = read_metadata(safe)
     compute_cloud_masks(
@@ -148,7 +148,7 @@ def _cloudmask(safe: Path, out: Path) -> None:
 
 def _indices(safe: Path, out: Path) -> None:
     from s2_assets.products import read_metadata
-    from s2_assets.raster.compute import compute_indices
+    from s2_assets.raster.product_indices import compute_indices
     from s2_assets.specs import INDEX_NAMES
 
     metadata = read_metadata(safe)
@@ -161,7 +161,7 @@ def _indices(safe: Path, out: Path) -> None:
 
 def run_step(step: str, safe: Path, out: Path) -> dict[str, float | str]:
     """Run one step in this process; its wall time, CPU time and this process's peak RSS."""
-    import s2_assets.raster.compute  # noqa: F401  (imports are not part of the step)
+    from s2_assets.raster import product_indices, product_masks  # noqa: F401  (imports are not part of the step)
 
     load_before = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_SELF)

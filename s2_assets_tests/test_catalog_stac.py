@@ -2,7 +2,7 @@
 projection info equal to each file's header, and atomic replacement.
 
 The library holds demo L2A products of two tiles in two UTM zones, their cloud masks and two
-indices computed by the real pipeline (``s2_assets.raster.compute``), and the indices of an
+indices computed by the real pipeline (``s2_assets.raster.product_masks``, ``product_indices``), and the indices of an
 L2A whose SAFE was removed (sen2chain keeps indices after removing L2A).
 """
 
@@ -28,9 +28,11 @@ from s2_assets.assets.outputs import CatalogConfig, build_catalog_asset
 from s2_assets.demo.products import build_safe
 from s2_assets.library.tree import Library
 from s2_assets.outputs import stac as catalog_stac
+from s2_assets.outputs import stac_items
 from s2_assets.outputs.stac import catalog_dir, write_catalog
 from s2_assets.products import ProductName, acquisition_time, read_metadata
-from s2_assets.raster.compute import compute_cloud_masks, compute_indices
+from s2_assets.raster.product_indices import compute_indices
+from s2_assets.raster.product_masks import compute_cloud_masks
 from s2_assets.resources.library import LibraryResource
 
 SPECS = ["CM001", "CM004-CSH1-CMP1-CHP1-TCI1-ITER0"]
@@ -286,13 +288,13 @@ def test_a_rebuild_reads_only_the_headers_of_changed_files(
     write_catalog(library)  # the copy's own paths
     before = {p: p.read_bytes() for p in _json_files(library)}
     opened: list[Path] = []
-    real = catalog_stac.read_raster_info
+    real = stac_items.read_raster_info
 
     def spy(path: Path) -> catalog_stac.RasterInfo:
         opened.append(path)
         return real(path)
 
-    monkeypatch.setattr(catalog_stac, "read_raster_info", spy)
+    monkeypatch.setattr(stac_items, "read_raster_info", spy)
     write_catalog(library)
     assert opened == []
     assert {p: p.read_bytes() for p in _json_files(library)} == before
@@ -466,13 +468,13 @@ def test_headers_cached_by_an_older_build_are_read_again(
         del info["scale"], info["offset"]  # what a build before raster:bands cached
     cache.write_text(json.dumps(old))
     opened: list[Path] = []
-    real = catalog_stac.read_raster_info
+    real = stac_items.read_raster_info
 
     def spy(path: Path) -> catalog_stac.RasterInfo:
         opened.append(path)
         return real(path)
 
-    monkeypatch.setattr(catalog_stac, "read_raster_info", spy)
+    monkeypatch.setattr(stac_items, "read_raster_info", spy)
     write_catalog(library)
     assert len(opened) == len(old)
     ndvi = [i for i in _items(library) if i["collection"] == "ndvi"]

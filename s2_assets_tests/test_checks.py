@@ -20,7 +20,8 @@ from s2_assets.library.checks import raster_problems, safe_problems
 from s2_assets.library.tree import Library
 from s2_assets.partitions import tile_date_partitions
 from s2_assets.products import read_metadata
-from s2_assets.raster.compute import compute_cloud_masks, compute_indices
+from s2_assets.raster.product_indices import compute_indices
+from s2_assets.raster.product_masks import compute_cloud_masks
 from s2_assets.resources.library import LibraryResource
 from s2_assets.specs import INDEX_NAMES
 from s2_assets_tests.conftest import SENSING, DemoSafes

@@ -34,7 +34,8 @@ from s2_assets.outputs import timeseries as ts
 from s2_assets.outputs import zonal
 from s2_assets.outputs.timeseries import ExtractionRequest, TimeSeriesError
 from s2_assets.products import qi_path, read_metadata
-from s2_assets.raster.compute import compute_cloud_masks, compute_indices
+from s2_assets.raster.product_indices import compute_indices
+from s2_assets.raster.product_masks import compute_cloud_masks
 from s2_assets.raster.types import INDEX_NODATA
 from s2_assets.resources.library import LibraryResource
 from s2_assets.settings import Settings

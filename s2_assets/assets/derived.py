@@ -18,8 +18,9 @@ from s2_assets.errors import S2AssetsError
 from s2_assets.library.provenance import metadata_for, record_outputs
 from s2_assets.partitions import TileDate
 from s2_assets.products import read_metadata
-from s2_assets.raster.compute import compute_cloud_masks, compute_indices
 from s2_assets.raster.describe import describe_mask
+from s2_assets.raster.product_indices import compute_indices
+from s2_assets.raster.product_masks import compute_cloud_masks
 from s2_assets.raster.types import SideProducts, WrittenRaster
 from s2_assets.resources.library import LibraryResource
 from s2_assets.specs import DEFAULT_MASK_SPEC, INDEX_NAMES, parse_mask_spec

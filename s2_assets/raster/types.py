@@ -96,7 +96,7 @@ class RasterStats:
 
 @dataclass(frozen=True)
 class WrittenRaster:
-    """One raster file written by :mod:`s2_assets.raster.compute`, with what to show about it.
+    """One raster file written by :mod:`s2_assets.raster.pipeline`, with what to show about it.
 
     ``kind`` is ``"mask"`` or ``"index"``; ``name`` the mask spec (``CM001`` …) or the index
     name (``NDVI`` …); ``mask_spec`` the spec of a masked index, None for raw indices and

@@ -16,8 +16,9 @@ from s2_assets.errors import IndexNameError, MaskSpecError
 from s2_assets.products import NATIVE_RESOLUTION, band_path, qi_path, read_metadata
 from s2_assets.raster import indices as ix
 from s2_assets.raster import masks as mk
-from s2_assets.raster.compute import compute_cloud_masks, compute_indices
 from s2_assets.raster.io import BandReader
+from s2_assets.raster.product_indices import compute_indices
+from s2_assets.raster.product_masks import compute_cloud_masks
 from s2_assets.raster.types import RasterError, SideProducts
 from s2_assets.sen2cor.sideproducts import copy_side_products
 from s2_assets.specs import INDEX_NAMES, parse_mask_spec
