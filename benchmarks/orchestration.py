@@ -18,6 +18,9 @@ is Dagster's own bookkeeping, not product work:
 - ``runs``: in-process runs of ``l1c``, one partition each (no product: orchestration only);
 - ``ranged_run``: one run of ``l1c`` over D days of a tile, per partition, with Dagster's
   default one-event-at-a-time writes and with ``DAGSTER_EVENT_BATCH_SIZE`` batching;
+- ``plan``: planning one job of T tiles x Y years (:mod:`benchmarks.plan_history`) against a
+  library holding that history (every output present) and an instance holding a backfill of
+  it in progress; target under 10 s for 100 tiles x 10 years;
 - ``graphql``: the UI's own ``PartitionHealthQuery`` for ``ndvi`` through a real webserver,
   for 10, 50 and 100 tiles x 10 years all materialized (as ranged runs leave them): ``cold``
   (status cache wiped) and ``warm``. The history is written straight into the event log
@@ -374,7 +377,24 @@ def measure_graphql(
                      partitions=partitions, response_kb=size_bytes // 1024)  # fmt: skip
 
 
-def run(storage: str, quick: bool) -> None:
+def measure_plan_row(
+    storage: str, instance: dg.DagsterInstance, defs: dg.Definitions, library: Path, tiles: int,
+    years: int,
+) -> None:  # fmt: skip
+    from benchmarks.plan_history import build_history, measure_plan, store_history_backfill
+
+    first = LAST_DAY - timedelta(days=365 * years - 1)
+    names = tile_ids(tiles, skip=5000)
+    with timed() as built:
+        acquisitions = build_history(library, names, first, LAST_DAY)
+    emit(storage, "plan_history", built[0], tiles=tiles, years=years, acquisitions=acquisitions)
+    store_history_backfill(instance, defs, names, first, LAST_DAY)
+    figures = measure_plan(instance, defs, library, names, first, LAST_DAY)
+    seconds = float(figures.pop("seconds"))
+    emit(storage, "plan", seconds, tiles=tiles, years=years, **figures)
+
+
+def run(storage: str, quick: bool, only: str | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix=f"bench-{storage}-") as scratch:
         base = Path(scratch)
         library = base / "library"
@@ -383,6 +403,11 @@ def run(storage: str, quick: bool) -> None:
         os.environ.pop("S2_EXECUTOR", None)
         with opened_instance(storage, base / "home") as instance:
             defs = definitions(library)
+            if only == "plan":
+                measure_plan_row(
+                    storage, instance, defs, library, *((10, 1) if quick else (100, 10))
+                )
+                return
             measure_add_tiles(storage, instance, [100] if quick else [100, 1000])
             for tiles, years in [(10, 1)] if quick else [(10, 1), (10, 10), (100, 1), (100, 10)]:
                 measure_backfill_plan(storage, instance, defs, tiles, years)
@@ -392,6 +417,7 @@ def run(storage: str, quick: bool) -> None:
             measure_ranged_run(storage, instance, defs, 60 if quick else 365)
             env = {k: v for k, v in os.environ.items() if k != "DAGSTER_EVENT_BATCH_SIZE"}
             measure_graphql(storage, instance, env, [10] if quick else [10, 50, 100])
+            measure_plan_row(storage, instance, defs, library, *((10, 1) if quick else (100, 10)))
 
 
 def main() -> None:
@@ -399,6 +425,7 @@ def main() -> None:
     parser.add_argument("--storage", nargs="+", choices=("sqlite", "postgres"),
                         default=["sqlite", "postgres"])  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="small sizes, to check it works")
+    parser.add_argument("--only", choices=("plan",), help="run only this measure")
     args = parser.parse_args()
     # Code servers started for the launch measure inherit stdout: send everything but the
     # JSON lines to stderr.
@@ -408,7 +435,7 @@ def main() -> None:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     logging.basicConfig(level=logging.WARNING)
     for storage in args.storage:
-        run(storage, args.quick)
+        run(storage, args.quick, args.only)
 
 
 if __name__ == "__main__":
