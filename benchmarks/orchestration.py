@@ -384,7 +384,16 @@ def measure_plan_row(
     from benchmarks.plan_history import build_history, measure_plan, store_history_backfill
 
     first = LAST_DAY - timedelta(days=365 * years - 1)
-    names = tile_ids(tiles, skip=5000)
+    from s2_assets.errors import TileIdError
+    from s2_assets.products import validate_tile_id
+
+    def valid(tile: str) -> bool:  # tile_ids() also yields rows W-Z, which job files refuse
+        try:
+            return bool(validate_tile_id(tile))
+        except TileIdError:
+            return False
+
+    names = [t for t in tile_ids(tiles * 2, skip=5000) if valid(t)][:tiles]
     with timed() as built:
         acquisitions = build_history(library, names, first, LAST_DAY)
     emit(storage, "plan_history", built[0], tiles=tiles, years=years, acquisitions=acquisitions)
