@@ -45,12 +45,28 @@ from s2_assets.providers.base import ProductRecord
 # ranged run of them rather than one run per stretch (each run costs seconds to start).
 MAX_GAP_DAYS = 30
 OUTPUT_FORMATS = (".tif", ".jp2")
-Acquisition = tuple[str, datetime, int, str | None]
+Acquisition = tuple[str, str, str, str | None]
 
 
 def acquisition_of(name: ProductName) -> Acquisition:
     """What an L1C and its L2A (downloaded or computed) have in common."""
-    return (name.mission, name.sensing, name.relative_orbit, name.tile)
+    stamp = name.sensing.strftime("%Y%m%dT%H%M%S")
+    return (name.mission, stamp, f"R{name.relative_orbit:03d}", name.tile)
+
+
+def acquisition_key(product_id: str) -> Acquisition:
+    """:func:`acquisition_of` a product id, read from its fields without a full parse (the
+    planner meets hundreds of thousands of names); legacy names take the full parse."""
+    parts = product_id.split("_")
+    if (
+        len(parts) == 7
+        and parts[1].startswith("MSI")
+        and parts[4].startswith("R")
+        and parts[5].startswith("T")
+        and len(parts[2]) == 15
+    ):
+        return (parts[0], parts[2], parts[4], parts[5][1:])
+    return acquisition_of(ProductName.parse(product_id))
 
 
 @dataclass(frozen=True)
@@ -85,16 +101,17 @@ class TileDisk:
         self.acquisitions: dict[str, set[Acquisition]] = {"L1C": set(), "L2A": set()}
         self.l2a_ids: dict[Acquisition, str] = {}
         for level in ("L1C", "L2A"):
-            for product in lib.products(level, tile):
-                self.ids[level].add(product.id)
-                self.acquisitions[level].add(acquisition_of(product.name))
+            for product_id in _products_in(lib.level_dir(level, tile), level):
+                self.ids[level].add(product_id)
+                acquisition = acquisition_key(product_id)
+                self.acquisitions[level].add(acquisition)
                 if level == "L2A":
-                    self.l2a_ids.setdefault(acquisition_of(product.name), product.id)
+                    self.l2a_ids.setdefault(acquisition, product_id)
         self._masks: dict[Acquisition, set[str]] | None = None
         self._indices: dict[str, dict[Acquisition, set[str]]] = {}
 
-    def has(self, name: ProductName) -> bool:
-        return name.id in self.ids[name.level]
+    def has(self, record: ProductRecord) -> bool:
+        return record.product_id in self.ids.get(record.level, set())
 
     def masks(self) -> dict[Acquisition, set[str]]:
         if self._masks is None:
@@ -106,6 +123,20 @@ class TileDisk:
             folder = self.lib.index_dir(index, self.tile, "_").parent
             self._indices[index] = _outputs_below(folder, index)
         return self._indices[index]
+
+
+def _products_in(folder: os.PathLike[str], level: str) -> list[str]:
+    """Product ids of the ``<id>.SAFE`` folders (or links to them) of one level and tile."""
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return []
+    found = []
+    for entry in entries:
+        name = entry.name
+        if name.endswith(".SAFE") and f"MSI{level}" in name and entry.is_dir():
+            found.append(name.removesuffix(".SAFE"))
+    return sorted(found)
 
 
 def _outputs_below(folder: str | os.PathLike[str], index: str) -> dict[Acquisition, set[str]]:
@@ -121,7 +152,7 @@ def _outputs_below(folder: str | os.PathLike[str], index: str) -> dict[Acquisiti
         return found
     for entry in products:
         try:
-            acquisition = acquisition_of(ProductName.parse(entry.name))
+            acquisition = acquisition_key(entry.name)
         except ValueError:
             continue
         prefix = f"{entry.name}_"
@@ -149,9 +180,9 @@ def day_outputs(
     l2a = options.select([r for r in records if r.level == "L2A"])
     by_acquisition: dict[Acquisition, tuple[list[ProductRecord], list[ProductRecord]]] = {}
     for record in l1c:
-        by_acquisition.setdefault(acquisition_of(record.name), ([], []))[0].append(record)
+        by_acquisition.setdefault(acquisition_key(record.product_id), ([], []))[0].append(record)
     for record in l2a:
-        by_acquisition.setdefault(acquisition_of(record.name), ([], []))[1].append(record)
+        by_acquisition.setdefault(acquisition_key(record.product_id), ([], []))[1].append(record)
     found: list[tuple[Output, bool]] = []
     for acquisition, (l1c_records, l2a_records) in sorted(by_acquisition.items()):
         found += _acquisition_outputs(
@@ -176,7 +207,7 @@ def _acquisition_outputs(
     staged: Collection[str],
 ) -> list[tuple[Output, bool]]:
     l2a_on_disk = acquisition in disk.acquisitions["L2A"]
-    l1c_on_disk = [r for r in l1c if disk.has(r.name)]
+    l1c_on_disk = [r for r in l1c if disk.has(r)]
     cloud = next((r.cloud_cover for r in [*l2a, *l1c] if r.cloud_cover is not None), None)
     levels: list[tuple[Output, bool]] = []
     # What sen2chain's ref logic is for: the L2A (L1C) may go once the outputs exist.
@@ -185,12 +216,12 @@ def _acquisition_outputs(
     refs_done = bool(derived) and all(present for _, present in derived)
     l2a_ok = l2a_on_disk or (refs_done and "l2a" in removable)
     if options.download == "l2a":
-        levels += [(_fetch(r, staged), disk.has(r.name) or l2a_ok) for r in l2a]
+        levels += [(_fetch(r, staged), disk.has(r) or l2a_ok) for r in l2a]
         if options.compute_l2a and not l2a:
             levels += [(_sen2cor(r), l2a_ok) for r in l1c_on_disk[:1]]
     elif options.download == "l1c":
         l1c_ok = l2a_ok or (refs_done and "l1c" in removable)
-        levels += [(_fetch(r, staged), disk.has(r.name) or l1c_ok) for r in l1c]
+        levels += [(_fetch(r, staged), disk.has(r) or l1c_ok) for r in l1c]
         if options.compute_l2a and l1c:
             levels.append((_sen2cor(l1c[0]), l2a_ok))
     elif options.compute_l2a:
@@ -217,7 +248,13 @@ def _derived(
         return []
     source = disk.l2a_ids.get(acquisition)
     if source is None:
-        source = l2a[0].product_id if l2a else l1c[0].name.as_level("L2A").id if l1c else ""
+        source = (
+            l2a[0].product_id
+            if l2a
+            else l1c[0].product_id.replace("MSIL1C", "MSIL2A")
+            if l1c
+            else ""
+        )
     found: list[tuple[Output, bool]] = []
     if options.cloudmasks:
         masks = disk.masks().get(acquisition, set())
