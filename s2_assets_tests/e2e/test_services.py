@@ -287,7 +287,8 @@ def test_run_webserver_converges_the_job_through_the_daemon(
 
     poll(launched, BACKFILL_TIMEOUT_S, interval_s=3.0)
     (backfill,) = [b for b in instance.get_backfills() if b.tags.get("s2/job") == "e2e"]
-    assert {k.to_user_string() for k in backfill.asset_selection} == {"ndwigao"}
+    # clean_after defaults to True (as in sen2chain): housekeeping runs after the index.
+    assert {k.to_user_string() for k in backfill.asset_selection} == {"ndwigao", "housekeeping"}
     graphql.wait_for_backfill(backfill.backfill_id, BACKFILL_TIMEOUT_S)
     made = sorted(
         p.name for p in (services.library / "data" / "INDICES" / "NDWIGAO").rglob("*.tif")
