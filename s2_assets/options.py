@@ -69,10 +69,10 @@ class TaskOptions:
 
     @property
     def levels(self) -> tuple[str, ...]:
-        """Product levels this task takes from the provider."""
-        wanted = {"l1c"} if self.compute_l2a else set()
-        if self.download:
-            wanted.add(self.download)
+        """Product levels this task takes from the provider: ``download``'s. (``compute_l2a``
+        makes L2A from the L1C it downloads or, with ``download = l2a`` or none, from the L1C
+        already in the library: it never downloads L1C on its own.)"""
+        wanted = {self.download} if self.download else set()
         return tuple(level.upper() for level in sorted(wanted))
 
     @property
