@@ -26,6 +26,9 @@ is Dagster's own bookkeeping, not product work:
   events written in batches). The share projects that onto 3,652 days x 15 assets against
   one product every ``--revisit-days`` at ``--product-seconds`` each (the measured mask + 12
   indices time of ``benchmarks.tile`` on a full 10980 px tile);
+- ``plan``: planning one job of T tiles x Y years (:mod:`benchmarks.plan_history`) against a
+  library holding that history (every output present) and an instance holding a backfill of
+  it in progress; target under 10 s for 100 tiles x 10 years;
 - ``graphql``: the UI's own ``PartitionHealthQuery`` for ``ndvi`` through a real webserver,
   for 10, 50 and 100 tiles x 10 years all materialized (as ranged runs leave them): ``cold``
   (status cache wiped) and ``warm``. The history is written straight into the event log
@@ -443,6 +446,32 @@ def measure_graphql(
                      partitions=partitions, response_kb=size_bytes // 1024)  # fmt: skip
 
 
+def measure_plan_row(
+    storage: str, instance: dg.DagsterInstance, defs: dg.Definitions, library: Path, tiles: int,
+    years: int,
+) -> None:  # fmt: skip
+    from benchmarks.plan_history import build_history, measure_plan, store_history_backfill
+
+    first = LAST_DAY - timedelta(days=365 * years - 1)
+    from s2_assets.errors import TileIdError
+    from s2_assets.products import validate_tile_id
+
+    def valid(tile: str) -> bool:  # tile_ids() also yields rows W-Z, which job files refuse
+        try:
+            return bool(validate_tile_id(tile))
+        except TileIdError:
+            return False
+
+    names = [t for t in tile_ids(tiles * 2, skip=5000) if valid(t)][:tiles]
+    with timed() as built:
+        acquisitions = build_history(library, names, first, LAST_DAY)
+    emit(storage, "plan_history", built[0], tiles=tiles, years=years, acquisitions=acquisitions)
+    store_history_backfill(instance, defs, names, first, LAST_DAY)
+    figures = measure_plan(instance, defs, library, names, first, LAST_DAY)
+    seconds = float(figures.pop("seconds"))
+    emit(storage, "plan", seconds, tiles=tiles, years=years, **figures)
+
+
 def run(
     storage: str,
     quick: bool,
@@ -463,6 +492,11 @@ def run(
                 measure_history_share(storage, instance, defs, 10 if quick else 60,
                                       product_seconds, revisit_days)  # fmt: skip
                 return
+            if only == "plan":
+                measure_plan_row(
+                    storage, instance, defs, library, *((10, 1) if quick else (100, 10))
+                )
+                return
             measure_add_tiles(storage, instance, [100] if quick else [100, 1000])
             for tiles, years in [(10, 1)] if quick else [(10, 1), (10, 10), (100, 1), (100, 10)]:
                 measure_backfill_plan(storage, instance, defs, tiles, years)
@@ -474,6 +508,7 @@ def run(
             measure_graphql(storage, instance, env, [10] if quick else [10, 50, 100])
             measure_history_share(storage, instance, defs, 10 if quick else 60,
                                   product_seconds, revisit_days)  # fmt: skip
+            measure_plan_row(storage, instance, defs, library, *((10, 1) if quick else (100, 10)))
 
 
 def main() -> None:
@@ -481,7 +516,7 @@ def main() -> None:
     parser.add_argument("--storage", nargs="+", choices=("sqlite", "postgres"),
                         default=["sqlite", "postgres"])  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="small sizes, to check it works")
-    parser.add_argument("--only", choices=("history_share",), help="run this measure alone")
+    parser.add_argument("--only", choices=("history_share", "plan"), help="run this measure alone")
     parser.add_argument(
         "--product-seconds",
         type=float,

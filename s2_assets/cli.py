@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Container, Mapping, Sequence
 from pathlib import Path
 
 from s2_assets.cli_env import CliError, dagster_home, library_root, load_env_file, provider_problem
@@ -21,6 +21,7 @@ from s2_assets.jobs.model import JobFile, JobFileProblems
 from s2_assets.jobs.run_now import run_job_now, submit_job
 from s2_assets.library import acquisitions as catalogue
 from s2_assets.library.tree import Library
+from s2_assets.partitions import TileDate
 from s2_assets.settings import default_root
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -98,9 +99,16 @@ def _run(args: argparse.Namespace) -> int:
     lib = Library(default_root())
     job = _existing_job(lib, args.jid)
     if args.webserver:
-        run_ids = submit_job(args.webserver, lib, args.jid, args.location)
-        print(f"submitted {len(run_ids)} discovery run(s): {', '.join(run_ids)}")
-        print("new_acquisitions_sensor (dagster-daemon) launches the backfill of what they find")
+        try:
+            run_ids = submit_job(args.webserver, lib, args.jid, args.location)
+        except S2AssetsError as exc:
+            print(f"s2-assets run: {exc}", file=sys.stderr)
+            return 1
+        print(f"submitted {len(run_ids)} catalogue refresh run(s): {', '.join(run_ids)}")
+        print(
+            "new_acquisitions_sensor (dagster-daemon) plans the job once they have finished and "
+            f"launches what is missing; see `s2-assets jobs status {args.jid}`"
+        )
         return 0
     dagster_home()
     problems = sorted(
@@ -113,14 +121,57 @@ def _run(args: argparse.Namespace) -> int:
     from s2_assets.definitions import build_definitions
     from s2_assets.settings import Settings
 
-    with dg.DagsterInstance.get() as instance:
-        summary = run_job_now(build_definitions(Settings.from_env()), instance, lib, args.jid)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            defs = build_definitions(Settings.from_env())
+            summary = run_job_now(defs, instance, lib, args.jid)
+    except (S2AssetsError, RuntimeError) as exc:
+        print(f"s2-assets run {args.jid}: {exc}", file=sys.stderr)
+        return 1
+    print(summary.plan.summary())
+    if summary.not_staged:
+        print(f"{len(summary.not_staged)} file(s) not staged: {', '.join(summary.not_staged)}")
     print(
-        f"{args.jid}: {summary.discovery_runs} discovery run(s), {summary.product_runs} "
+        f"{args.jid}: {summary.discovery_runs} catalogue refresh run(s), {summary.product_runs} "
         f"product run(s) over {summary.partitions} partition(s)"
     )
     for line in empty_tiles(lib, job):
         print(line)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    """``s2-assets jobs status <jid>``: wanted / present / missing / in progress / failing."""
+    from datetime import UTC, datetime
+
+    from s2_assets.jobs.jobfile import job_path, load_job
+    from s2_assets.jobs.planner import plan_job
+    from s2_assets.providers.base import PROVIDER_NAMES
+
+    lib = Library(default_root())
+    try:
+        job = load_job(job_path(lib.jobs_dir, args.jid), providers=PROVIDER_NAMES)
+    except S2AssetsError as exc:
+        print(exc)
+        return 1
+    covered: Mapping[str, Container[TileDate]] = {}
+    if os.environ.get("DAGSTER_HOME"):
+        import dagster as dg
+
+        from s2_assets.jobs.reconcile import in_progress
+
+        with dg.DagsterInstance.get() as instance:
+            covered = in_progress(instance)
+    now = datetime.now(UTC)
+    plan = plan_job(job, lib, today=now.date(), now=now, in_progress=covered)
+    print(plan.summary())
+    by_asset: dict[str, int] = {}
+    for _, output in plan.missing:
+        by_asset[output.asset] = by_asset.get(output.asset, 0) + 1
+    if by_asset:
+        print("missing by asset: " + ", ".join(f"{a} {n}" for a, n in sorted(by_asset.items())))
+    if not os.environ.get("DAGSTER_HOME"):
+        print("(DAGSTER_HOME is not set: work in progress is not known)")
     return 0
 
 
@@ -201,7 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(handler=_ui)
-    add_jobs_parser(commands, lambda: Library(default_root()).jobs_dir, schedule_status)
+    jobs = add_jobs_parser(commands, lambda: Library(default_root()).jobs_dir, schedule_status)
+    job_commands = next(a for a in jobs._actions if isinstance(a, argparse._SubParsersAction))
+    status = job_commands.add_parser(
+        "status", help="what a job wants: present, missing, in progress, failing (last errors)"
+    )
+    status.add_argument("jid")
+    status.set_defaults(handler=_status)
     run = commands.add_parser("run", help="run a job now (sen2chain's Job.run())")
     run.add_argument("jid")
     run.add_argument("--webserver", help="URL of a running webserver, e.g. http://127.0.0.1:3000")

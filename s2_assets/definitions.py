@@ -23,17 +23,15 @@ from s2_assets.assets.maintenance import library_clean_job
 from s2_assets.assets.outputs import build_catalog_asset, build_timeseries_asset
 from s2_assets.assets.products import build_product_asset
 from s2_assets.errors import S2AssetsError
-from s2_assets.jobs.automation import (
-    build_broken_job_schedule,
-    build_job_schedule,
-    build_new_acquisitions_sensor,
-)
+from s2_assets.jobs.automation import build_broken_job_schedule, build_job_schedule
 from s2_assets.jobs.extraction import build_extraction_automation
-from s2_assets.jobs.jobfile import jid_from_path, load_jobs
+from s2_assets.jobs.jobfile import RESERVED_JIDS, dagster_name, jid_from_path, load_jobs
 from s2_assets.jobs.model import JobSettings
+from s2_assets.jobs.reconcile import build_new_acquisitions_sensor
 from s2_assets.jobs.staging_sensor import build_staging_sensor
 from s2_assets.library.tree import Library
 from s2_assets.partitions import tile_date_partitions, tile_month_partitions
+from s2_assets.providers.base import PROVIDER_NAMES
 from s2_assets.resources.cdse import CdseResource
 from s2_assets.resources.chiller import ChillerResource
 from s2_assets.resources.library import LibraryResource
@@ -154,21 +152,36 @@ def build_definitions(
         catalog = build_catalog_asset([l2a, cloudmask, indices])
         timeseries = build_timeseries_asset([cloudmask, indices])
         composite = build_composite_asset(tile_month_partitions(settings.date_start), indices)
-    jobs, errors = load_jobs(Library(settings.data_home).jobs_dir)
+    jobs, errors = load_jobs(Library(settings.data_home).jobs_dir, providers=PROVIDER_NAMES)
     cpus = os.cpu_count() or 1
     workers = max((job.settings.workers(cpus) for job in jobs), default=JobSettings().workers(cpus))
     automation: list[dg.ScheduleDefinition] = []
     asset_jobs = []
+    taken = set(RESERVED_JIDS)
     for job in jobs:
-        asset_job, schedule = build_job_schedule(job, acquisitions, settings.timezone)
+        asset_job, schedule = build_job_schedule(
+            job, acquisitions, settings.timezone, PROVIDER_NAMES
+        )
         asset_jobs.append(asset_job)
         automation.append(schedule)
+        taken.add(job.jid)
     for error in errors:
         path = Path(str(getattr(error, "path", "job file")))
-        automation.append(build_broken_job_schedule(str(path), jid_from_path(path), str(error)))
+        # A broken file's own name may collide (job_my-job.cfg beside job_my_job.cfg): give
+        # it a free one, so one bad file can never take the code location down.
+        name = base = dagster_name(jid_from_path(path))
+        number = 1
+        while name in taken:
+            number += 1
+            name = f"{base}_{number}"
+        taken.add(name)
+        automation.append(build_broken_job_schedule(str(path), name, str(error)))
     # sen2chain's extraction job files (config/jobs_extr): timeseries on their own schedules.
     extraction_jobs, extraction_schedules = build_extraction_automation(
-        settings.data_home, timeseries, settings.timezone, taken={f"{j.jid}_job" for j in jobs}
+        settings.data_home,
+        timeseries,
+        settings.timezone,
+        taken={f"{name}_job" for name in taken} | {"library_clean_job"},
     )
     asset_jobs += extraction_jobs
     automation += extraction_schedules
@@ -179,7 +192,9 @@ def build_definitions(
     # (e.g. `dagster sensor cursor staging_sensor --delete`).
     staged = frozenset({"eodc"}) if settings.chiller_url else frozenset()
     sensors = [
-        build_new_acquisitions_sensor(product_assets, staged_providers=staged),
+        build_new_acquisitions_sensor(
+            product_assets, staged_providers=staged, providers=PROVIDER_NAMES
+        ),
         build_staging_sensor(product_assets),
         build_composite_automation_sensor(composite),
     ]

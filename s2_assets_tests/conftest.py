@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import shutil
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from dagster._core.storage.defs_state.base import _current_storage
 
 from s2_assets.demo.products import (
     DEMO_PRODUCTS,
@@ -51,6 +52,19 @@ class DemoArchive:
         ]
         assert len(matches) == 1, f"{len(matches)} demo products match {level} {tile} {day}"
         return matches[0]
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_defs_state_storage() -> Iterator[None]:
+    """Each test starts without Dagster's process-wide "current defs-state storage".
+
+    A schedule or sensor context that a test evaluates and does not close leaves that
+    storage pointing at the test's instance; once the instance is gone, any later test that
+    loads definitions fails with "Attempted to resolve undefined DagsterInstance weakref".
+    The variable is private to Dagster, so it is reset here, in the tests only.
+    """
+    yield
+    _current_storage.set(None)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ describes every file it holds, kept or written now (``files``, ``count``, ``prov
 ``quicklook``); ``written_now`` counts the files this run wrote for that partition.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import partial
 
 import dagster as dg
@@ -15,6 +15,7 @@ import dagster as dg
 from s2_assets.assets import run_metadata
 from s2_assets.assets.products import RunOptions
 from s2_assets.errors import S2AssetsError
+from s2_assets.library.failures import clear_failure, record_failure
 from s2_assets.library.provenance import metadata_for, record_outputs
 from s2_assets.partitions import TileDate
 from s2_assets.products import read_metadata
@@ -65,6 +66,11 @@ EMPTY_DAY: dict[str, dg.MetadataValue] = {
 }
 
 
+def _index_stems(product_id: str, index: str, masks: Iterable[str]) -> list[str]:
+    """File stems of an index of one L2A: raw, then one per mask."""
+    return [f"{product_id}_{index}", *(f"{product_id}_{index}_{spec}" for spec in masks)]
+
+
 def _written_metadata(written: list[WrittenRaster]) -> dict[str, object]:
     metadata: dict[str, object] = {
         "files": dg.MetadataValue.json([w.summary() for w in written]),
@@ -95,6 +101,7 @@ def build_cloudmask_asset(
         """One cloud-mask file per requested spec for each L2A of the tile and day."""
         lib = library.library()
         options_of = RunOptions(context, lib)
+        failures: list[str] = []
         for raw_key in context.partition_keys:
             key = TileDate.parse(raw_key)
             specs = _specs(config.specs or list(options_of(key).cloudmasks) or [DEFAULT_MASK_SPEC])
@@ -112,19 +119,25 @@ def build_cloudmask_asset(
                     and (out_dir / f"{product.id}_{s}.{config.fmt}").exists()
                 }
                 todo = [s for s in specs if s not in existing]
-                new = (
-                    compute_cloud_masks(
-                        product_id=product.id,
-                        safe_dir=product.path,
-                        side_products=SideProducts.find(out_dir),
-                        metadata=read_metadata(product.path),
-                        specs=todo,
-                        out_dir=out_dir,
-                        fmt=config.fmt,
-                    )
-                    if todo
-                    else []
-                )
+                new: list[WrittenRaster] = []
+                if todo:
+                    try:
+                        new = compute_cloud_masks(
+                            product_id=product.id,
+                            safe_dir=product.path,
+                            side_products=SideProducts.find(out_dir),
+                            metadata=read_metadata(product.path),
+                            specs=todo,
+                            out_dir=out_dir,
+                            fmt=config.fmt,
+                        )
+                    except S2AssetsError as exc:
+                        # One bad product must not stop the others; the planner retries it.
+                        failures.append(f"{product.id}: {exc}")
+                        context.log.error(f"cloud masks of {product.id}: {exc}")
+                        record_failure(lib.logs_dir, key.tile, "cloudmask", product.id, str(exc))
+                        continue
+                    clear_failure(lib.logs_dir, key.tile, "cloudmask", product.id)
                 record_outputs(product.path, new)
                 written_now += len(new)
                 # Kept files are described too: metadata says what the partition holds.
@@ -139,6 +152,11 @@ def build_cloudmask_asset(
                     "written_now": written_now,
                 },
                 partition_key=raw_key,
+            )
+        if failures:
+            raise dg.Failure(
+                description=f"cloud masks of {len(failures)} product(s) failed",
+                metadata={"failures": dg.MetadataValue.json(failures)},
             )
         return dg.MaterializeResult(metadata={**EMPTY_DAY, "written_now": dg.MetadataValue.int(0)})
 
@@ -175,6 +193,7 @@ def build_indices_asset(
         lib = library.library()
         options_of = RunOptions(context, lib)
         wanted = sorted(key.path[-1].upper() for key in context.selected_asset_keys)
+        failures: list[str] = []
         for raw_key in context.partition_keys:
             key = TileDate.parse(raw_key)
             mask_specs = _specs(config.masks or list(options_of(key).cloudmasks))
@@ -189,15 +208,35 @@ def build_indices_asset(
                     for s in mask_specs
                     if (mask_dir / f"{product.id}_{s}.tif").exists()
                 }
-                made = compute_indices(
-                    product_id=product.id,
-                    safe_dir=product.path,
-                    metadata=read_metadata(product.path),
-                    indices=wanted,
-                    masks=masks,
-                    out_dir_for=partial(lib.index_dir, tile=key.tile, l2a_id=product.id),
-                    fmt=config.fmt,
-                )
+                # Only indices with a file missing: a ranged run spans days already done.
+                todo = [
+                    name
+                    for name in wanted
+                    if any(
+                        not (
+                            lib.index_dir(name, key.tile, product.id) / f"{stem}.{config.fmt}"
+                        ).exists()
+                        for stem in _index_stems(product.id, name, masks)
+                    )
+                ]
+                if not todo:
+                    continue
+                try:
+                    made = compute_indices(
+                        product_id=product.id,
+                        safe_dir=product.path,
+                        metadata=read_metadata(product.path),
+                        indices=todo,
+                        masks=masks,
+                        out_dir_for=partial(lib.index_dir, tile=key.tile, l2a_id=product.id),
+                        fmt=config.fmt,
+                    )
+                except S2AssetsError as exc:
+                    failures.append(f"{product.id}: {exc}")
+                    context.log.error(f"indices of {product.id}: {exc}")
+                    record_failure(lib.logs_dir, key.tile, "indices", product.id, str(exc))
+                    continue
+                clear_failure(lib.logs_dir, key.tile, "indices", product.id)
                 record_outputs(product.path, made)
                 for item in made:
                     by_index[item.name].append(item)
@@ -208,6 +247,11 @@ def build_indices_asset(
                     asset_key=name.lower(),
                     partition_key=raw_key,
                 )
+        if failures:
+            raise dg.Failure(
+                description=f"indices of {len(failures)} product(s) failed",
+                metadata={"failures": dg.MetadataValue.json(failures)},
+            )
         for name in wanted:
             yield dg.MaterializeResult(asset_key=name.lower(), metadata=EMPTY_DAY)
 

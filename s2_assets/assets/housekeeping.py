@@ -39,7 +39,7 @@ def build_housekeeping_asset(
         for raw_key in context.partition_keys:
             key = TileDate.parse(raw_key)
             options = options_of(key)
-            removals = plan_removals(lib, key.tile, key.date, options.remove)
+            removals = plan_removals(lib, key.tile, key.date, options.remove, options_of.run)
             emptied: dict[tuple[str, str], list[str]] = {}
             for removal in removals:
                 product = removal.product

@@ -5,10 +5,17 @@ partition gets its own metadata. A (tile, date) with no product is recorded as c
 ``products: 0``: Dagster materializes every day of a ranged run, and one run per acquisition
 day would cost seconds of start-up each.
 
-``l2a`` decides per acquisition, so downloading and computing never fight over a partition:
-the provider's L2A is downloaded unless the task only computes (``compute_l2a = True`` without
-``download = l2a``); with ``compute_l2a``, every L1C of the day whose acquisition still has no
-L2A goes through Sen2Cor.
+What to fetch or compute comes from the planner (:mod:`s2_assets.jobs.planner`) applied to
+the partition: only products the governing task wants and the library lacks, so a ranged run
+that spans days already done fetches nothing again (nor an L2A a remove rule deleted after
+its masks and indices were made). ``download = l2a`` with ``compute_l2a``: the L2A is
+downloaded, and Sen2Cor runs only for acquisitions without an L2A in the catalogue whose L1C
+is in the library. A product that fails is written to the failure ledger (its last error,
+for the back-off and ``s2-assets jobs status``) and cleared when it succeeds; a run started
+by a job skips products still backing off.
+
+The provenance of each product fetched or computed records the run (``S2_ASSETS_RUN``: the
+backfill id, else the run id), which is what the ``-new`` remove rules mean by "this run".
 """
 
 from dataclasses import replace
@@ -29,13 +36,18 @@ from s2_assets.errors import (
 from s2_assets.jobs.jobfile import load_jobs
 from s2_assets.jobs.joblog import JobLog
 from s2_assets.jobs.options import JOB_TAG, TaskOptions, options_for
+from s2_assets.jobs.planner import TileDisk, day_outputs
 from s2_assets.library import acquisitions as catalogue
+from s2_assets.library.failures import FailureRecord, clear_failure, read_failures, record_failure
 from s2_assets.library.provenance import (
+    RUN_TAG,
     for_delivery,
     metadata_for,
     processing_version,
+    read_record,
     write_record,
 )
+from s2_assets.library.removal import COMPUTED_PROVIDER
 from s2_assets.library.tree import Library, LibraryProduct, directory_bytes
 from s2_assets.partitions import TileDate
 from s2_assets.products import ProductName
@@ -79,20 +91,55 @@ class RunOptions:
         self.jobs, errors = load_jobs(lib.jobs_dir)
         for error in errors:
             context.log.warning(str(error))
+        self.broken = errors
         self.job = context.run.tags.get(JOB_TAG)
+        # What the -new remove rules mean by "this run": the backfill, else the run.
+        self.run = context.run.tags.get("dagster/backfill") or context.run.run_id
         self.today = datetime.now(UTC).date()
         job_file = next((j for j in self.jobs if j.jid == self.job), None)
         self.log: JobLog | None = None
+        self.started = _run_start(context)
         if job_file is not None and job_file.settings.logs:
-            started = datetime.fromtimestamp(_run_start(context), UTC)
+            started = datetime.fromtimestamp(self.started, UTC)
             self.log = JobLog(lib.logs_dir, job_file.jid, context.run.run_id, started)
 
     def __call__(self, key: TileDate) -> TaskOptions:
-        return options_for(self.jobs, key.tile, key.date, today=self.today, job=self.job)
+        """The governing task's options; a partition only a broken job file governs fails.
+
+        Raises:
+            dg.Failure: naming the broken file's error (its tiles never take the defaults).
+        """
+        options = options_for(self.jobs, key.tile, key.date, today=self.today, job=self.job)
+        if options.job is None:
+            for error in self.broken:
+                path = getattr(error, "path", None)
+                if broken_file_governs(error, key.tile, self.job):
+                    raise dg.Failure(
+                        f"{key}: governed by the broken job file {path}, not run with defaults: "
+                        f"{error}"
+                    )
+        return options
 
     def write(self, message: str) -> None:
         if self.log is not None:
             self.log.write(message)
+
+
+def broken_file_governs(error: Exception, tile: str, job: str | None) -> bool:
+    """Whether the broken job file of ``error`` is the one asked for (``job``) or, for a run no
+    job started, lists ``tile`` (its text names it outside comments)."""
+    path = getattr(error, "path", None)
+    if path is None:
+        return False
+    from s2_assets.jobs.jobfile import jid_from_path, split_comment
+
+    if job is not None:
+        return jid_from_path(path) == job
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return any(tile in split_comment(line).upper() for line in text.splitlines())
 
 
 def _run_start(context: dg.AssetExecutionContext) -> float:
@@ -101,8 +148,12 @@ def _run_start(context: dg.AssetExecutionContext) -> float:
     return start or datetime.now(UTC).timestamp()
 
 
-def acquire(record: ProductRecord, lib: Library, providers: ProvidersResource) -> bool:
-    """Put ``record`` in the library unless it is there; True when it was fetched now."""
+def acquire(
+    record: ProductRecord, lib: Library, providers: ProvidersResource, run: str = ""
+) -> bool:
+    """Put ``record`` in the library unless it is there; True when it was fetched now.
+
+    ``run`` (the backfill or run id) goes into the product's provenance."""
     name = record.name
     if lib.has_product(name):
         return False
@@ -117,7 +168,7 @@ def acquire(record: ProductRecord, lib: Library, providers: ProvidersResource) -
         checksums=record.checksums,
         processing_version=version,
     )
-    write_record(safe, delivered)
+    write_record(safe, replace(delivered, extra={RUN_TAG: run}) if run else delivered)
     return True
 
 
@@ -211,22 +262,28 @@ def _fetch(
     lib: Library,
     providers: ProvidersResource,
     outcome: _Outcome,
+    run: str,
 ) -> tuple[list[str], list[str]]:
     fetched, offline = [], []
     for record in rows:
+        stage = record.level.lower()
         try:
-            if acquire(record, lib, providers):
+            if acquire(record, lib, providers, run):
                 fetched.append(record.product_id)
+            clear_failure(lib.logs_dir, record.tile, stage, record.product_id)
         except ProductOfflineError as exc:
             offline.append(record.product_id)
             context.log.warning(str(exc))
+            record_failure(lib.logs_dir, record.tile, stage, record.product_id, str(exc))
         except CorruptProductError as exc:
             outcome.quarantined.append(quarantine_entry(exc))
             outcome.failures.append(f"{record.product_id}: {exc}")
             context.log.error(f"{record.product_id}: {exc}")
+            record_failure(lib.logs_dir, record.tile, stage, record.product_id, str(exc))
         except S2AssetsError as exc:
             outcome.failures.append(f"{record.product_id}: {exc}")
             context.log.error(f"{record.product_id}: {exc}")
+            record_failure(lib.logs_dir, record.tile, stage, record.product_id, str(exc))
     return fetched, offline
 
 
@@ -237,12 +294,14 @@ def _compute(
     lib: Library,
     sen2cor: Sen2CorResource,
     outcome: _Outcome,
+    wanted: set[str],
+    run: str,
 ) -> list[str]:
-    """Sen2Cor for every L1C of the day whose acquisition has no L2A yet."""
+    """Sen2Cor for the ``wanted`` L1C of the day whose acquisition has no L2A yet."""
     have = {acquisition(p.name) for p in lib.products("L2A", key.tile, key.date)}
     computed = []
     for l1c in lib.products("L1C", key.tile, key.date):
-        if acquisition(l1c.name) in have:
+        if acquisition(l1c.name) in have or l1c.id not in wanted:
             continue
         limit = min(options.nb_proc, sen2cor.slots())
         try:
@@ -257,6 +316,7 @@ def _compute(
                 # Sen2Cor inherits the slot's lock: if this worker is killed, the slot stays
                 # taken until Sen2Cor is gone too.
                 safe = sen2cor.run(l1c.path, scratch, hold_fds=(held.fd,))
+                mark_computed(safe, run)
                 final = lib.publish_product(
                     safe, ProductName.parse(safe.name), where=f"Sen2Cor output for {l1c.id}"
                 )
@@ -264,14 +324,31 @@ def _compute(
             outcome.quarantined.append(quarantine_entry(exc))
             outcome.failures.append(f"{l1c.id}: {exc}")
             context.log.error(f"Sen2Cor on {l1c.id}: {exc}")
+            record_failure(lib.logs_dir, key.tile, "l2a", l1c.id, str(exc))
             continue
         except S2AssetsError as exc:
             outcome.failures.append(f"{l1c.id}: {exc}")
             context.log.error(f"Sen2Cor on {l1c.id}: {exc}")
+            record_failure(lib.logs_dir, key.tile, "l2a", l1c.id, str(exc))
             continue
+        clear_failure(lib.logs_dir, key.tile, "l2a", l1c.id)
         computed.append(final.name.removesuffix(".SAFE"))
         have.add(acquisition(l1c.name))
     return computed
+
+
+def mark_computed(safe: Path, run: str) -> None:
+    """Record in the L2A's provenance that Sen2Cor made it here, in ``run``: the fact the
+    ``l2a-new`` remove rule acts on (a downloaded L2A carries a record too)."""
+    record = read_record(safe)
+    if record is None:
+        return
+    write_record(
+        safe,
+        replace(
+            record, kind="L2A", provider=COMPUTED_PROVIDER, extra={**record.extra, RUN_TAG: run}
+        ),
+    )
 
 
 def _finish(
@@ -303,27 +380,66 @@ def build_product_asset(
         sen2cor: Sen2CorResource | None,
     ) -> dg.MaterializeResult:
         options_of = RunOptions(context, lib)
-        tables: dict[str, list[ProductRecord]] = {}
+        tables: dict[str, dict[object, list[ProductRecord]]] = {}
+        disks: dict[str, TileDisk] = {}
+        failing: dict[str, dict[tuple[str, str], FailureRecord]] = {}
+        now = datetime.now(UTC)
         outcome = _Outcome()
         last = TaskOptions()
         for raw_key in context.partition_keys:
             key = TileDate.parse(raw_key)
             last = options = config.apply(options_of(key))
             if key.tile not in tables:
-                tables[key.tile] = catalogue.read_table(lib.acquisitions_path(key.tile))
+                by_day: dict[object, list[ProductRecord]] = {}
+                for r in catalogue.read_table(lib.acquisitions_path(key.tile)):
+                    by_day.setdefault(r.date, []).append(r)
+                tables[key.tile] = by_day
+                disks[key.tile] = TileDisk(lib, key.tile)
+                failing[key.tile] = read_failures(lib.logs_dir, key.tile)
             quarantined_before = len(outcome.quarantined)
-            rows = [
-                with_cloud_cover(r, lib)
-                for r in catalogue.select(tables[key.tile], level=level, day=key.date)
-            ]
-            download = not (compute and options.compute_l2a and options.download != "l2a")
-            fetched, offline = (
-                _fetch(context, options.select(rows), lib, providers, outcome)
-                if download
-                else ([], [])
+            listed = tables[key.tile].get(key.date, [])
+            rows = [with_cloud_cover(r, lib) for r in listed]
+            catalogue.learn_cloud_cover(
+                lib.acquisitions_path(key.tile),
+                {
+                    r.product_id: r.cloud_cover
+                    for r, was in zip(rows, listed, strict=True)
+                    if r.cloud_cover is not None and was.cloud_cover is None
+                },
             )
+            # A run no job started (a hand-started backfill) fetches the asset's own level, with
+            # the governing task's filters: the asset was asked for by name.
+            wants = options
+            if options_of.job is None:
+                wants = replace(options, download=level.lower())
+            missing = {
+                (out.location, out.product)
+                for out, present in day_outputs(wants, rows, disks[key.tile])
+                if not present
+                and out.stage == level.lower()
+                and not (
+                    # A job's run skips products backing off since before it started (its
+                    # own retries, tries/sleep, still try them).
+                    options_of.job is not None
+                    and (f := failing[key.tile].get((out.stage, out.product))) is not None
+                    and f.backing_off(now)
+                    and f.last.timestamp() < options_of.started
+                )
+            }
+            wanted_ids = {product for _, product in missing}
+            to_fetch = [r for r in rows if r.level == level and r.product_id in wanted_ids]
+            fetched, offline = _fetch(context, to_fetch, lib, providers, outcome, options_of.run)
             computed = (
-                _compute(context, key, options, lib, sen2cor, outcome)
+                _compute(
+                    context,
+                    key,
+                    options,
+                    lib,
+                    sen2cor,
+                    outcome,
+                    {product for location, product in missing if not location},
+                    options_of.run,
+                )
                 if compute and sen2cor is not None and options.compute_l2a
                 else []
             )

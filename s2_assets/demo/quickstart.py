@@ -126,7 +126,9 @@ def run_demo(paths: DemoPaths, instance_config: Path, *, size: int = 120) -> dic
             instance,
             DEMO_ASSETS,
             [TileDate(p.tile, p.sensing.date()) for p in DEMO_PRODUCTS],
-            {JOB_TAG: "demo"},
+            # Started by hand, not by the job: each selected asset fetches its own level (the
+            # demo job itself asks for L1C only, as a sen2chain task asks for one level).
+            {},
             {"ops": {op: {"config": {"max_cloud": 80.0}} for op in ("l1c", "l2a")}, **QUIET},
         )
     library = paths.library / "data"

@@ -19,6 +19,7 @@ from s2_assets.errors import JobFileError
 from s2_assets.jobs import writer
 from s2_assets.jobs.jobfile import jid_from_path, job_path, load_job, load_jobs
 from s2_assets.jobs.model import JobFile, JobFileProblems, JobSettings, Task
+from s2_assets.providers.base import PROVIDER_NAMES
 
 # Called with a schedule name (``<jid>_schedule``); returns its status or None if unknown.
 ScheduleStatus = Callable[[str], str | None]
@@ -154,7 +155,7 @@ def _existing(jobs_dir: Path, jid: str) -> JobFile:
     if not path.is_file():
         known = sorted(jid_from_path(p) for p in jobs_dir.glob("job_*.cfg"))
         raise JobFileError(f"no job {jid!r} in {jobs_dir}; existing: {', '.join(known) or 'none'}")
-    return load_job(path)
+    return load_job(path, providers=PROVIDER_NAMES)
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -228,7 +229,7 @@ def _validate(args: argparse.Namespace, jobs_dir: Path) -> int:
     if args.jid:
         jobs, errors = [_existing(jobs_dir, args.jid)], []
     else:
-        jobs, errors = load_jobs(jobs_dir)
+        jobs, errors = load_jobs(jobs_dir, providers=PROVIDER_NAMES)
     for job in jobs:
         print(f"ok  {job.path}: {len(job.tasks)} task(s)")
     for error in errors:

@@ -55,6 +55,14 @@ SETTING_KEYS = (
     "clean_before", "clean_after", "process_by_line",
 )  # fmt: skip
 REQUIRED_SETTINGS = ("logs", "timing")
+# Providers sen2chain knew that no longer exist, and what to use instead.
+RETIRED_PROVIDERS = {
+    "peps": "PEPS (CNES) closed its Sentinel-2 distribution in 2023",
+    "scihub": "ESA's Copernicus Open Access Hub (scihub) closed in 2023",
+}
+PROVIDER_INSTEAD = "use cop_dataspace (the Copernicus Data Space Ecosystem), or eodc/archive"
+# Jobs the code location defines itself: a job file may not take their names.
+RESERVED_JIDS = {"library_clean": "library_clean_job is the built-in library clean job"}
 _SETTING_RE = re.compile(r"^([A-Za-z_]\w*)\s*(?:[=:]\s*(.*))?$")
 _PROVIDER_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -66,12 +74,38 @@ def job_path(jobs_dir: Path, jid: str) -> Path:
 
 def jid_problem(jid: str) -> str | None:
     """Why ``jid`` cannot name a job, or None when it can."""
+    if jid in RESERVED_JIDS:
+        return (
+            f"job id {jid!r} would collide with a built-in Dagster job ({RESERVED_JIDS[jid]}); "
+            "pick another id (rename the file job_<jid>.cfg)"
+        )
     if JID_RE.match(jid):
         return None
     return (
         f"job id {jid!r} cannot name Dagster jobs and schedules; valid: letters, digits and "
         "'_' only (rename the file job_<jid>.cfg)"
     )
+
+
+def dagster_name(jid: str) -> str:
+    """The name a jid gives its Dagster job and schedule (``<name>_job``): invalid
+    characters become ``_``, so ``my-job`` and ``my_job`` share one."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", jid)
+
+
+def jid_collision(jobs_dir: Path, jid: str) -> str | None:
+    """Why ``jid`` collides with another job file of ``jobs_dir`` in Dagster's names."""
+    mine = job_path(jobs_dir, jid)
+    if not jobs_dir.is_dir():
+        return None
+    for path in sorted(jobs_dir.glob(f"{JOB_FILE_PREFIX}*{JOB_FILE_SUFFIX}")):
+        other = jid_from_path(path)
+        if path != mine and dagster_name(other) == dagster_name(jid):
+            return (
+                f"job id {jid!r} collides with {path.name}: both would be the Dagster job "
+                f"{dagster_name(jid)}_job; pick another id or rename {path.name}"
+            )
+    return None
 
 
 def split_comment(line: str) -> str:
@@ -181,6 +215,11 @@ class _Parser:
         if name.lower() in ("", "false", "none"):
             return DEFAULT_PROVIDER
         known = self.providers
+        if known is not None and name.lower() in RETIRED_PROVIDERS:
+            raise CellError(
+                f"provider {name!r} no longer exists ({RETIRED_PROVIDERS[name.lower()]}); "
+                + PROVIDER_INSTEAD
+            )
         if known is not None and name not in known:
             raise CellError(f"unknown provider; valid: {', '.join(sorted(known))}")
         if known is None and not _PROVIDER_RE.match(name):
@@ -370,9 +409,15 @@ def load_jobs(
     errors: list[JobFileError] = []
     if not jobs_dir.is_dir():
         return jobs, errors
-    for path in sorted(jobs_dir.glob(f"{JOB_FILE_PREFIX}*{JOB_FILE_SUFFIX}")):
+    paths = sorted(jobs_dir.glob(f"{JOB_FILE_PREFIX}*{JOB_FILE_SUFFIX}"))
+    for path in paths:
         try:
             jobs.append(load_job(path, providers=providers))
+        except JobFileProblems as error:
+            clash = jid_collision(jobs_dir, jid_from_path(path))
+            if clash:
+                error = JobFileProblems(path, [*error.problems, JobProblem(path, None, clash)])
+            errors.append(error)
         except JobFileError as error:
             errors.append(error)
     return sorted(jobs, key=lambda job: job.jid), errors

@@ -12,10 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from s2_assets.jobs.cells import RemoveRule
 from s2_assets.jobs.model import JobFile, Task
 from s2_assets.providers.base import ProductRecord, filter_records
-from s2_assets.specs import DEFAULT_MASK_SPEC
+from s2_assets.specs import DEFAULT_MASK_SPEC, RemoveRule
 
 JOB_TAG = "s2/job"  # run tag naming the job file whose tasks govern a run
 TASK_TAG = "s2/task"  # the task rows (0-based, comma-separated) a backfill serves
@@ -69,10 +68,10 @@ class TaskOptions:
 
     @property
     def levels(self) -> tuple[str, ...]:
-        """Product levels this task takes from the provider."""
-        wanted = {"l1c"} if self.compute_l2a else set()
-        if self.download:
-            wanted.add(self.download)
+        """Product levels this task takes from the provider: ``download``'s. (``compute_l2a``
+        makes L2A from the L1C it downloads or, with ``download = l2a`` or none, from the L1C
+        already in the library: it never downloads L1C on its own.)"""
+        wanted = {self.download} if self.download else set()
         return tuple(level.upper() for level in sorted(wanted))
 
     @property

@@ -1,9 +1,10 @@
 """``staging_sensor``: EODC products on tape are staged by Chiller, then launched as ONE backfill.
 
-With a Chiller URL set, ``new_acquisitions_sensor`` leaves ``eodc`` products alone and this
-sensor takes them: it reads the ``new_partitions`` of each ``acquisitions`` materialization
-(its own event-log cursor), asks the governing job task which ``eodc`` products of each
-(tile, date) it takes, and adds their zip paths to a ``StagingLedger``. Once per evaluation it
+With a Chiller URL set, the planner holds ``eodc`` products (``new_acquisitions_sensor``
+launches none of them) and this sensor takes them: after each catalogue refresh (its own
+event-log cursor) it plans the jobs that list the refreshed tiles and adds the zips of the
+tape products they miss to a ``StagingLedger``; a file Chiller did not stage is wanted again
+after the job's next refresh. Once per evaluation it
 ticks the ledger (poll each open Chiller job once, submit what waits within
 ``ChillerResource.max_open_jobs`` and ``chunk_size``; never blocks) and launches one backfill
 per job file (per ``process_by_line`` chunk) of the partitions whose files are all staged.
@@ -11,9 +12,9 @@ Files Chiller did not stage are reported in the backfill's run tags, the sensor 
 cursor (``ledger.lost``) and as an observation on each partition given up; those partitions
 are not launched.
 
-Per tile the backfill spans the first to the last staged day, as ``new_acquisitions_sensor``
-does, so it runs as ranged runs; a day inside the span whose products still sit on tape
-(waiting, or given up) is cut out, so no run ever reads a cold file.
+The backfill covers only the staged partitions, each asset where something is missing; a day
+whose products still sit on tape (waiting, or given up) is never in it, so no run reads a
+cold file.
 """
 
 import json
@@ -25,20 +26,14 @@ from typing import Any
 import dagster as dg
 
 from s2_assets.errors import StagingError
-from s2_assets.jobs.automation import (
-    asset_names,
-    chunk_keys,
-    new_partitions_since,
-    plan_backfill,
-)
 from s2_assets.jobs.backfill import backfill_request
 from s2_assets.jobs.jobfile import load_jobs
 from s2_assets.jobs.model import JobFile
-from s2_assets.jobs.options import JOB_TAG, TASK_TAG, TaskOptions, options_for
-from s2_assets.library import acquisitions as catalogue
-from s2_assets.library.tree import Library
+from s2_assets.jobs.options import TASK_TAG, options_for
+from s2_assets.jobs.planner import fill_gaps, plan_job
+from s2_assets.jobs.reconcile import ACQUISITIONS, in_progress
 from s2_assets.partitions import TileDate
-from s2_assets.providers.base import ProductRecord
+from s2_assets.providers.base import PROVIDER_NAMES
 from s2_assets.providers.staging_ledger import StagingLedger
 from s2_assets.providers.staging_records import TickReport
 from s2_assets.resources.chiller import ChillerResource
@@ -101,82 +96,28 @@ class StagingCursor:
         return cls(after, StagingLedger.from_dict(ledger_data), jobs)
 
 
-class TapeProducts:
-    """The ``eodc`` rows of each tile's catalogue (read once per evaluation), and what the
-    governing task needs from tape for a (tile, date)."""
-
-    def __init__(self, lib: Library, jobs: Sequence[JobFile], today: date) -> None:
-        self.lib = lib
-        self.jobs = jobs
-        self.today = today
-        self._rows: dict[str, list[ProductRecord]] = {}
-        self._by_day: dict[str, dict[date, list[ProductRecord]]] = {}
-
-    def rows(self, tile: str) -> list[ProductRecord]:
-        if tile not in self._rows:
-            table = catalogue.read_table(self.lib.acquisitions_path(tile))
-            self._rows[tile] = [r for r in table if r.provider == STAGED_PROVIDER]
-            # Indexed by day: a ten-year span asks about thousands of days.
-            self._by_day[tile] = {}
-            for record in self._rows[tile]:
-                self._by_day[tile].setdefault(record.date, []).append(record)
-        return self._rows[tile]
-
-    def on(self, key: TileDate) -> list[ProductRecord]:
-        self.rows(key.tile)
-        return self._by_day[key.tile].get(key.date, [])
-
-    def options(self, key: TileDate, job: str | None) -> TaskOptions:
-        return options_for(self.jobs, key.tile, key.date, today=self.today, job=job)
-
-    def files_to_stage(self, key: TileDate, job: str | None) -> list[str]:
-        """Zips of the ``eodc`` products the task takes on ``key`` that are not in the library.
-
-        Cloud cover of tape products is unknown until they are staged, so the cloud limit is
-        applied by ``l1c``/``l2a`` once the zip is readable; baseline filters apply here.
-        """
-        options = self.options(key, job)
-        day = self.on(key)
-        chosen = [
-            r
-            for level in options.levels
-            for r in options.select([r for r in day if r.level == level])
-        ]
-        return sorted({r.location for r in chosen if not self.lib.has_product(r.name)})
-
-
-def launch_plan(
-    ready: Sequence[TileDate], job: str, tape: TapeProducts, available: set[str]
-) -> dict[str, set[TileDate]]:
-    """Which assets to backfill for the staged partitions ``ready`` of one job file.
-
-    ``plan_backfill`` picks the assets the task asks for and fills each tile's span; days of
-    the span that still need files from tape are cut out again (a ranged run would read
-    them cold), so Dagster splits the backfill there into one ranged run per stretch.
-    """
-    tiles = {k.tile: tape.rows(k.tile) for k in ready}
-    plan = plan_backfill(
-        ready, tiles, tape.jobs, job=job or None, today=tape.today, available=available
-    )
-    staged = set(ready)
-    blocked: dict[TileDate, bool] = {}
-    for name, span in plan.items():
-        for key in span - staged:
-            if key not in blocked:
-                blocked[key] = bool(tape.files_to_stage(key, job or None))
-        plan[name] = {k for k in span if k in staged or not blocked[k]}
-    return {name: span for name, span in plan.items() if span}
+def refreshed_tiles(instance: dg.DagsterInstance, after: int) -> tuple[set[str], int | None]:
+    """Tiles whose catalogue was refreshed after event ``after``, and the last event read."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=ACQUISITIONS, after_storage_id=after),
+        limit=1000,
+        ascending=True,
+    ).records
+    tiles = {str(r.partition_key) for r in records if r.partition_key}
+    return tiles, (max(r.storage_id for r in records) if records else None)
 
 
 def not_staged_events(
-    report: TickReport, jobs: dict[str, str], tape: TapeProducts, available: set[str]
-) -> list[dg.AssetObservation]:
+    report: TickReport, jobs: dict[str, str], job_files: Sequence[JobFile], today: date,
+    available: set[str],
+) -> list[dg.AssetObservation]:  # fmt: skip
     """One observation per asset and partition given up, listing its files not staged."""
     ended = ",".join(outcome.job_id for outcome in report.outcomes)
     events = []
     for raw_key, files in report.dropped.items():
         key = TileDate.parse(raw_key)
-        for level in tape.options(key, jobs.get(raw_key) or None).levels:
+        options = options_for(job_files, key.tile, key.date, today=today, job=jobs.get(raw_key))
+        for level in options.levels:
             if level.lower() not in available:
                 continue
             events.append(
@@ -195,7 +136,7 @@ def not_staged_events(
 
 def build_staging_sensor(product_assets: Sequence[dg.AssetsDefinition]) -> dg.SensorDefinition:
     """``staging_sensor``: stage new ``eodc`` products with Chiller, then backfill them."""
-    available = asset_names(product_assets)
+    available = {key.to_user_string() for a in product_assets for key in a.keys}
 
     @dg.sensor(
         name="staging_sensor",
@@ -214,49 +155,63 @@ def build_staging_sensor(product_assets: Sequence[dg.AssetsDefinition]) -> dg.Se
             return dg.SkipReason("no Chiller URL set: EODC products are read directly")
         state = StagingCursor.from_json(context.cursor)
         lib = library.library()
-        jobs, errors = load_jobs(lib.jobs_dir)
+        jobs, errors = load_jobs(lib.jobs_dir, providers=PROVIDER_NAMES)
         for error in errors:
             context.log.warning(str(error))
         now = datetime.now(UTC)
-        tape = TapeProducts(lib, jobs, now.date())
-        found, last = new_partitions_since(context.instance, state.after)
+        today = now.date()
+        tiles, last = refreshed_tiles(context.instance, state.after)
         state.after = state.after if last is None else last
+        covered = in_progress(context.instance)
         wanted: dict[str, list[str]] = {}
-        for found_job, keys in sorted(found.items(), key=lambda item: item[0] or ""):
-            for key in keys:
-                files = tape.files_to_stage(key, found_job)
-                if files:
-                    wanted[str(key)] = files
-                    state.jobs[str(key)] = found_job or ""
+        for job in jobs:
+            if not tiles & set(job.tiles):
+                continue
+            plan = plan_job(
+                job, lib, today=today, now=now, in_progress=covered, available=available,
+                staged_providers={STAGED_PROVIDER}, tiles=tiles,
+            )  # fmt: skip
+            for key, files in plan.to_stage.items():
+                if str(key) not in wanted:
+                    wanted[str(key)] = sorted(files)
+                    state.jobs[str(key)] = job.jid
         added = state.ledger.add(wanted)
         report = chiller.tick(state.ledger, now=now)
         repository = context.repository_def
         assert repository is not None, "sensor evaluated without its definitions"
         requests = []
-        by_job: dict[str, list[str]] = {}
+        by_job: dict[str, set[TileDate]] = {}
         for ready_key in report.ready:
-            by_job.setdefault(state.jobs.get(ready_key, ""), []).append(ready_key)
-        for job, ready in sorted(by_job.items()):
-            parsed = [TileDate.parse(k) for k in ready]
-            # One backfill per process_by_line chunk, as new_acquisitions_sensor does.
-            for tasks, group in chunk_keys(parsed, jobs, job=job or None, today=tape.today):
-                plan = launch_plan(group, job, tape, available)
-                if not plan:
-                    context.log.warning(
-                        f"staged, but no asset to launch for {sorted(str(k) for k in group)}"
-                    )
+            by_job.setdefault(state.jobs.get(ready_key, ""), set()).add(TileDate.parse(ready_key))
+        for jid, ready in sorted(by_job.items()):
+            job_file = next((j for j in jobs if j.jid == jid), None)
+            if job_file is None:
+                context.log.warning(f"staged, but job {jid!r} is gone: {sorted(map(str, ready))}")
+                continue
+            plan = plan_job(
+                job_file, lib, today=today, now=now, in_progress=covered, available=available,
+                staged_providers={STAGED_PROVIDER}, tape_ready=ready,
+                tiles={k.tile for k in ready},
+            )  # fmt: skip
+            for launch in plan.launches:
+                # The staged partitions, with the empty days between them filled (one ranged
+                # run), never a day still on tape; the rest is new_acquisitions_sensor's.
+                cold = set(plan.to_stage)
+                parts = {
+                    n: fill_gaps(ks & ready, busy=cold)
+                    for n, ks in launch.partitions.items()
+                    if ks & ready
+                }
+                if not parts:
                     continue
-                tags = {JOB_TAG: job} if job else {}
-                if tasks:
-                    tags[TASK_TAG] = ",".join(str(t) for t in tasks)
-                tags.update(report.run_tags())
-                partitions = {dg.AssetKey(n): {str(k) for k in ks} for n, ks in plan.items()}
+                tags = {**launch.tags, **report.run_tags()}
+                partitions = {dg.AssetKey(n): {str(k) for k in ks} for n, ks in parts.items()}
                 requests.append(backfill_request(partitions, repository.asset_graph, tags))
                 context.log.info(
-                    f"backfill for {job or 'manual refresh'} tasks {list(tasks)}: "
-                    + ", ".join(f"{n} x {len(ks)}" for n, ks in sorted(plan.items()))
+                    f"backfill for {jid} tasks {launch.tags.get(TASK_TAG)}: "
+                    + ", ".join(f"{n} x {len(ks)}" for n, ks in sorted(parts.items()))
                 )
-        events = not_staged_events(report, state.jobs, tape, available)
+        events = not_staged_events(report, state.jobs, jobs, today, available)
         state.jobs = {k: j for k, j in state.jobs.items() if k in state.ledger.partitions}
         if (
             added

@@ -16,7 +16,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from s2_assets.errors import JobFileError
-from s2_assets.jobs.jobfile import COLUMNS, jid_problem, job_path, parse_job_text, split_comment
+from s2_assets.jobs.jobfile import (
+    COLUMNS,
+    jid_collision,
+    jid_problem,
+    job_path,
+    parse_job_text,
+    split_comment,
+)
 from s2_assets.jobs.model import DEFAULT_PROVIDER, JobFile, JobFileProblems, JobSettings, Task
 
 # sen2chain's template row, with cop_dataspace (its actual default provider, D11) in place
@@ -133,7 +140,7 @@ def new_job(
     Raises:
         JobFileError: if the jid is invalid or the job already exists.
     """
-    problem = jid_problem(jid)
+    problem = jid_problem(jid) or jid_collision(jobs_dir, jid)
     if problem:
         raise JobFileError(problem)
     path = job_path(jobs_dir, jid)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -64,8 +64,27 @@ def merge(stored: list[ProductRecord], found: list[ProductRecord]) -> MergeResul
         key = (record.provider, record.product_id)
         if key not in known:
             new.append(record)
+        elif record.cloud_cover is None and merged[key].cloud_cover is not None:
+            # Learned from the product itself (EODC lists none): keep it.
+            record = replace(record, cloud_cover=merged[key].cloud_cover)
         merged[key] = record
     return MergeResult(records=list(merged.values()), new=new)
+
+
+def learn_cloud_cover(path: Path, covers: dict[str, float]) -> None:
+    """Store cloud covers read from the products themselves (product id -> percent) for rows
+    that had none, so the planner applies the cloud limit without reading them again."""
+    if not covers:
+        return
+    records = read_table(path)
+    changed = [
+        replace(r, cloud_cover=covers[r.product_id])
+        if r.cloud_cover is None and r.product_id in covers
+        else r
+        for r in records
+    ]
+    if changed != records:
+        write_table(path, changed)
 
 
 def select(

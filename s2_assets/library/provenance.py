@@ -33,6 +33,9 @@ ROOT_TAG = "Sen2Chain_Report_File"
 # sen2chain's default when its config names no processing version.
 DEFAULT_PROCESSING_VERSION = "xx.xx"
 KINDS = ("L1C", "L2A", "CLOUDMASK", "INDEX")
+# Extra tag: the backfill (else run) that fetched or computed a SAFE; the -new remove rules
+# remove only products of their own run.
+RUN_TAG = "S2_ASSETS_RUN"
 
 # Field -> XML tag, in the order written. The first three are sen2chain's own tags.
 _TAGS = {

@@ -15,6 +15,9 @@ from typing import Any, Protocol
 
 from s2_assets.products import ProductName, baseline_number
 
+# The provider names job files may use (``local`` is the archive's other name).
+PROVIDER_NAMES = ("archive", "local", "eodc", "cop_dataspace")
+
 
 @dataclass(frozen=True)
 class ProductRecord:

@@ -30,6 +30,11 @@ STOP_SENSOR = """mutation($origin: String!, $selector: String!) {
     __typename ... on StopSensorMutationResult { instigationState { status } }
     ... on PythonError { message } } }"""
 
+START_SENSOR = """mutation($selector: SensorSelector!) {
+  startSensor(sensorSelector: $selector) {
+    __typename ... on Sensor { sensorState { status } }
+    ... on UnauthorizedError { message } ... on PythonError { message } } }"""
+
 LAUNCH_BACKFILL = """mutation($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
     __typename ... on LaunchBackfillSuccess { backfillId }
@@ -105,6 +110,11 @@ class GraphQL:
         )["stopSensor"]
         if result.get("instigationState", {}).get("status") != "STOPPED":
             raise GraphQLError(f"stopping {name}: {result}")
+
+    def start_sensor(self, name: str) -> None:
+        result = self(START_SENSOR, selector={**REPOSITORY, "sensorName": name})["startSensor"]
+        if result.get("sensorState", {}).get("status") != "RUNNING":
+            raise GraphQLError(f"starting {name}: {result}")
 
     def launch_backfill(self, params: dict[str, Any]) -> str:
         result = self(LAUNCH_BACKFILL, params=params)["launchPartitionBackfill"]

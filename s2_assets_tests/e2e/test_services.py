@@ -284,6 +284,54 @@ def test_browser_walks_the_readme_tour(
         assert png_size(screenshots / shot) == (1400, 900), shot
 
 
+JOB_FILE = """logs = False
+timing = 0 1 * * *
+provider = archive
+tile;date_min;date_max;max_clouds;provider;filter_max_pb;download;compute_l2a;cloudmasks;indices;remove;comments
+40KCB;2022-01-01;2022-02-10;80;archive;True;l2a;False;CM004-CSH1-CMP1-CHP1-TCI1-ITER0;NDWIGAO;;e2e
+"""
+
+
+def test_run_webserver_converges_the_job_through_the_daemon(
+    backfills: Backfills, graphql: GraphQL, services: Deployment, instance: dg.DagsterInstance
+) -> None:
+    """``s2-assets run <jid> --webserver``: the refresh goes through the webserver (Dagster's
+    GraphQL client), the daemon's sensor plans the job and backfills only what is missing
+    (NDWIGAO: the L2A and masks exist from the backfills above)."""
+    jobs = services.library / "config" / "jobs"
+    jobs.mkdir(parents=True, exist_ok=True)
+    (jobs / "job_e2e.cfg").write_text(JOB_FILE)
+    graphql.start_sensor("new_acquisitions_sensor")
+    cli = Path(services.env["S2_VENV_BIN"]) / "s2-assets"
+    # A server error is shown with the server's own words (here: no such code location).
+    refused = subprocess.run(
+        [str(cli), "run", "e2e", "--webserver", services.base_url, "--location", "nope"],
+        env=services.env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "nope" in refused.stderr, refused.stderr
+    done = subprocess.run(
+        [str(cli), "run", "e2e", "--webserver", services.base_url],
+        env=services.env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "submitted 1 catalogue refresh run(s)" in done.stdout
+
+    def launched() -> str | None:
+        ours = [b for b in instance.get_backfills() if b.tags.get("s2/job") == "e2e"]
+        return None if ours else "no backfill for job e2e yet"
+
+    poll(launched, BACKFILL_TIMEOUT_S, interval_s=3.0)
+    (backfill,) = [b for b in instance.get_backfills() if b.tags.get("s2/job") == "e2e"]
+    # clean_after defaults to True (as in sen2chain): housekeeping runs after the index.
+    assert {k.to_user_string() for k in backfill.asset_selection} == {"ndwigao", "housekeeping"}
+    graphql.wait_for_backfill(backfill.backfill_id, BACKFILL_TIMEOUT_S)
+    made = sorted(
+        p.name for p in (services.library / "data" / "INDICES" / "NDWIGAO").rglob("*.tif")
+    )
+    # Three L2A under 80 % cloud on 40KCB, raw and masked each.
+    assert len(made) == 6, made
+
+
 def test_stop_ends_every_process_it_started(services: Deployment) -> None:
     pids = {int((services.run_dir / f"{name}.pid").read_text()) for name in ("webserver", "daemon")}
     started = {pid for pid in all_pids() if process_group(pid) in pids}

@@ -1,13 +1,16 @@
 """Drive what the daemon would: schedule ticks, sensor evaluations, and backfills executed as
 ranged runs per tile (what BackfillPolicy.single_run makes of them)."""
 
-from datetime import UTC, datetime
+import itertools
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from s2_assets.jobs.backfill import requested_partitions
 from s2_assets.jobs.run_now import run_ranges
 from s2_assets.partitions import TileDate
+
+_TICKS = itertools.count()
 
 
 def tick(
@@ -16,6 +19,8 @@ def tick(
     jid: str = "reunion",
     when: datetime = datetime(2022, 2, 7, 2, 30, tzinfo=UTC),
 ) -> list[dg.RunRequest]:
+    """One schedule tick; each call is a distinct tick (a second later than the last)."""
+    when = when + timedelta(seconds=next(_TICKS))
     schedule = defs.get_schedule_def(f"{jid}_schedule")
     context = dg.build_schedule_context(
         instance=instance,

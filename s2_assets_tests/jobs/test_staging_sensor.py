@@ -240,11 +240,17 @@ def test_tape_products_reach_l2a_through_one_staging_backfill(
     assert not is_cold(eodc.zip_of("2022-02-04"))
     assert held_l2a(eodc) == [TAKEN["2022-01-20"], TAKEN["2022-01-30"]]
 
-    # A new tick and a new refresh find nothing new: nothing submitted, nothing launched.
+    # The next tick's refresh: the job still wants 01-25, so exactly the file that was not
+    # staged goes to Chiller again (failures converge); nothing else is staged twice.
+    eodc.chiller.not_staged = set()
     discover(eodc)
-    again = stage(eodc, last.cursor, ticks=2)
-    assert not any(r.run_requests for r in again)
-    assert len(eodc.chiller.uploads) == 1
+    again = stage(eodc, last.cursor, ticks=4)
+    assert len(eodc.chiller.uploads) == 2
+    assert eodc.chiller.uploads[1].body.split("\n") == [lost]
+    (retry,) = again[-1].run_requests
+    assert requested_partitions(retry) == {L2A: {"2022-01-25|40KCB"}}
+    execute_backfill(eodc, retry)
+    assert TAKEN["2022-01-25"] in held_l2a(eodc)
 
 
 def test_error_job_reports_every_file_and_launches_nothing(eodc: Eodc) -> None:
@@ -306,3 +312,22 @@ def test_without_chiller_eodc_products_go_straight_through(eodc_direct: Eodc) ->
 def test_unreadable_cursor_fails_the_tick_naming_it(eodc: Eodc) -> None:
     with pytest.raises(StagingError, match=r"unreadable staging_sensor cursor.*after, ledger"):
         sense(eodc, "staging_sensor", '{"version": 1, "after": -3}')
+
+
+def test_run_now_on_an_eodc_job_stages_before_it_reads(eodc: Eodc) -> None:
+    """Before: ``s2-assets run`` ignored Chiller and read four cold tape files."""
+    from s2_assets.jobs.run_now import run_job_now
+
+    assert eodc.chiller is not None
+    lost = eodc.zip_of("2022-01-25")
+    eodc.chiller.not_staged = {lost}
+    fast = ChillerResource(url=eodc.chiller.url, poll_interval_s=0.05, timeout_s=60)
+    summary = run_job_now(eodc.defs, eodc.instance, Library(eodc.library), "reunion", chiller=fast)
+    # Staged first, in one job, exactly the files the task takes; the one not staged is
+    # reported and its partition never read (a cold read fails the run: it did not).
+    (upload,) = eodc.chiller.uploads
+    assert upload.body.split("\n") == sorted(eodc.zip_of(d) for d in TAKEN)
+    assert summary.not_staged == (lost,)
+    assert is_cold(lost)
+    assert held_l2a(eodc) == [TAKEN["2022-01-20"], TAKEN["2022-01-30"]]
+    assert "2022-01-25|40KCB" in {str(k) for k in summary.plan.to_stage}
