@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from s2_assets.errors import ArchiveError, CorruptProductError, LibraryError
+from s2_assets.library import tree as library_module
 from s2_assets.library.tree import REASON_FILE, Library, directory_bytes
-from s2_assets.library.tree import tree as library_module
 from s2_assets.products import ProductName, read_metadata
 from s2_assets.settings import default_root
 from s2_assets_tests.conftest import DemoArchive, DemoSafes, corrupt_member, rewrite_zip
