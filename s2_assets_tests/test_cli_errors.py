@@ -115,7 +115,7 @@ def test_a_tile_with_nothing_in_the_archive_gets_a_hint(
     monkeypatch.setenv("DAGSTER_HOME", str(newcomer))
     code, out, _ = call(capsys, "run", "demo")
     assert code == 0
-    assert "demo: 1 discovery run(s), 0 product run(s) over 0 partition(s)" in out
+    assert "demo: 1 catalogue refresh run(s), 0 product run(s) over 0 partition(s)" in out
     line = next(n for n, text in enumerate(job.splitlines(), start=1) if "33TWN" in text)
     assert (
         f"33TWN: 0 products from provider 'archive' (line {line}): check the tile id, the "

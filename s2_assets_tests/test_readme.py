@@ -88,7 +88,9 @@ def test_the_tour_runs_as_written(
         if line.endswith("jobs list"):
             assert out.splitlines()[1].split()[:2] == ["demo", "True"]
         if line.endswith("run demo"):
-            assert "demo: 2 discovery run(s)" in out
+            assert (
+                "demo: 2 catalogue refresh run(s)" in out and "wanted outputs, all present" in out
+            )
     assert len(started) == 1 and started[0][1] == "dev"
     assert (fresh_folder / "demo_data" / ".env").is_file()
 
