@@ -1,13 +1,6 @@
-"""Asset checks on the products: SAFEs complete, masks and indices sound.
-
-- ``l1c`` / ``l2a`` ``safe_complete`` (blocking): metadata readable and of the right level,
-  every band listed and present (L2A: SCL and the 20 m cloud probability too), and every
-  JPEG2000 in the SAFE structurally complete (box walk to the end marker) and decoding a
-  small window in its last tile (where a file cut short breaks first).
-- ``cloudmask`` ``masks_valid`` and each index's ``index_valid`` (blocking): on the L2A's
-  grid and CRS (masks: the 20 m grid, indices: the 10 m grid), one band of the right type,
-  nodata declared as we write it, values in range (every pixel of a COG; JPEG2000 outputs
-  only a decoded window, a full decode costing ~20 s per file), and COG layout valid.
+"""Asset checks on the products, all blocking: ``l1c`` / ``l2a`` ``safe_complete``,
+``cloudmask`` ``masks_valid`` and each index's ``index_valid``. What each one looks for is in
+:mod:`s2_assets.library.checks`; this module runs it over a run's partitions.
 
 The assets are partitioned and run ranged, so each check covers every (tile, date) of its
 run and reports one result naming each file at fault and why. Run alone (the UI's "Execute
