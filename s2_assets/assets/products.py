@@ -36,7 +36,8 @@ from s2_assets.errors import (
 from s2_assets.jobs.jobfile import load_jobs
 from s2_assets.jobs.joblog import JobLog
 from s2_assets.jobs.options import JOB_TAG, TaskOptions, options_for
-from s2_assets.jobs.planner import TileDisk, day_outputs
+from s2_assets.jobs.tile_disk import TileDisk
+from s2_assets.jobs.wanted import day_outputs
 from s2_assets.library import acquisitions as catalogue
 from s2_assets.library.failures import FailureRecord, clear_failure, read_failures, record_failure
 from s2_assets.library.provenance import (
