@@ -188,7 +188,8 @@ def test_a_fetched_product_carries_its_record_in_the_library_and_metadata(
 ) -> None:
     """``l1c``/``l2a`` write the record beside each product they fetch (here through their
     ``acquire`` step on the archive provider) and list it in the partition's metadata."""
-    from s2_assets.assets.products import acquire, partition_metadata
+    from s2_assets.assets.product_fetch import acquire
+    from s2_assets.assets.products import partition_metadata
     from s2_assets.providers.archive import ArchiveProvider
     from s2_assets.resources.cdse import CdseResource
     from s2_assets.resources.providers import ArchiveResource, ProvidersResource

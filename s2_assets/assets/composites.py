@@ -17,7 +17,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from s2_assets.assets.products import RunOptions
+from s2_assets.assets.run_options import RunOptions
 from s2_assets.errors import S2AssetsError
 from s2_assets.library.provenance import Provenance, file_checksum, metadata_for, write_record
 from s2_assets.library.tree import Library

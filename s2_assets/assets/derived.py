@@ -13,7 +13,7 @@ from functools import partial
 import dagster as dg
 
 from s2_assets.assets import run_metadata
-from s2_assets.assets.products import RunOptions
+from s2_assets.assets.run_options import RunOptions
 from s2_assets.errors import S2AssetsError
 from s2_assets.library.failures import clear_failure, record_failure
 from s2_assets.library.provenance import metadata_for, record_outputs

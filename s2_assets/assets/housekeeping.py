@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from s2_assets.assets.products import RunOptions
+from s2_assets.assets.run_options import RunOptions
 from s2_assets.library.clean import clean_library
 from s2_assets.library.removal import plan_removals, remove_product
 from s2_assets.partitions import TileDate
