@@ -76,6 +76,17 @@ live_pid() {
     echo "$pid"
 }
 
+# A background job's pid is that of a forked shell until it execs the service (on a loaded
+# machine that can take a while): wait for the service's name in its command line, or its end.
+await_exec() {  # name pid
+    local deadline=$((SECONDS + START_TIMEOUT))
+    until tr '\0' ' ' <"/proc/$2/cmdline" 2>/dev/null | grep -q -- "$(program_of "$1")"; do
+        kill -0 "$2" 2>/dev/null || return 0
+        ((SECONDS < deadline)) || return 0
+        sleep 0.1
+    done
+}
+
 group_alive() { kill -0 -- "-$1" 2>/dev/null; }
 
 wait_gone() {  # pid seconds: 0 once the pid has exited
@@ -127,12 +138,15 @@ start_one() {
     esac
     "$VENV_BIN/python" -c "$RESET_AND_EXEC" "${argv[@]}" >>"$RUN_DIR/$name.log" 2>&1 </dev/null &
     echo $! >"$RUN_DIR/$name.pid"
+    await_exec "$name" $!
     echo "$name started (pid $!, log $RUN_DIR/$name.log)"
 }
 
 wait_for_webserver() {
     local pid deadline=$((SECONDS + START_TIMEOUT))
-    pid=$(live_pid webserver) || die "webserver exited at start; see $RUN_DIR/webserver.log"
+    # The pid just started is ours (no stale pid file to doubt): alive is enough.
+    pid=$(<"$RUN_DIR/webserver.pid")
+    kill -0 "$pid" 2>/dev/null || die "webserver exited at start; see $RUN_DIR/webserver.log"
     until "$VENV_BIN/python" -c 'import sys, urllib.request
 urllib.request.urlopen(sys.argv[1], timeout=2).read()' "http://$HOST:$PORT/server_info" \
         2>/dev/null; do
@@ -155,7 +169,8 @@ start() {
     for name in "${SERVICES[@]}"; do start_one "$name"; done
     wait_for_webserver
     sleep 1
-    live_pid daemon >/dev/null || die "daemon exited at start; see $RUN_DIR/daemon.log"
+    kill -0 "$(<"$RUN_DIR/daemon.pid")" 2>/dev/null ||
+        die "daemon exited at start; see $RUN_DIR/daemon.log"
 }
 
 stop_one() {

@@ -4,8 +4,12 @@ pid-file safety of ``deploy/services.sh``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,7 @@ from s2_assets.definitions import (
 from s2_assets.demo.quickstart import DEMO_JOB
 from s2_assets.jobs.model import JobSettings
 from s2_assets.settings import Settings
+from s2_assets_tests.e2e.postgres import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES_SH = REPO / "deploy" / "services.sh"
@@ -167,3 +172,64 @@ def test_services_sh_never_signals_a_pid_that_is_not_its_service(tmp_path: Path)
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def slow_to_exec_services(bin_dir: Path) -> None:
+    """Stand-ins in ``S2_VENV_BIN``: a ``python`` that, like a background job's forked shell
+    on a loaded machine, runs for a while under a command line that names no service before
+    it execs the real interpreter (the daemon's for 4 s: longer than the webserver takes to
+    answer, so the check after it lands in that window every time), and a webserver and a
+    daemon that only answer and wait."""
+    bin_dir.mkdir()
+    scripts = {
+        "python": f"#!/usr/bin/perl\n$0 = 'starting';\nsleep(grep(/dagster-daemon/, @ARGV) ? 4 : 0);\n"
+        f'exec {{"{sys.executable}"}} "{sys.executable}", @ARGV;\n',
+        "dagster-webserver": f"#!{sys.executable}\n"
+        "import http.server, sys\n"
+        "class Answer(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200)\n"
+        "        self.end_headers()\n"
+        "port = int(sys.argv[sys.argv.index('-p') + 1])\n"
+        "http.server.HTTPServer(('127.0.0.1', port), Answer).serve_forever()\n",
+        "dagster-daemon": f"#!{sys.executable}\nimport time\ntime.sleep(600)\n",
+    }
+    for name, text in scripts.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+
+
+def pids_in(run_dir: Path) -> list[int]:
+    return [int(f.read_text()) for f in run_dir.glob("*.pid") if f.read_text().strip().isdigit()]
+
+
+def test_services_sh_waits_for_a_service_that_is_slow_to_exec(tmp_path: Path) -> None:
+    """The pid of a background job names the forked shell until it execs: a start on a
+    loaded machine must not take that moment for a service that died."""
+    slow_to_exec_services(tmp_path / "bin")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path),
+        "S2_RUN_DIR": str(tmp_path / "run"),
+        "S2_VENV_BIN": str(tmp_path / "bin"),
+        "S2_WEBSERVER_PORT": str(free_port()),
+        "S2_POOLS": "",
+        "S2_STOP_TIMEOUT": "5",
+    }
+    try:
+        started = services("start", env)
+        assert started.returncode == 0, started.stderr
+        deadline = time.monotonic() + 30
+        while services("status", env).returncode != 0:  # both known by their command lines
+            assert time.monotonic() < deadline, services("status", env).stdout
+            time.sleep(0.5)
+    finally:
+        started_pids = pids_in(tmp_path / "run")
+        stopped = services("stop", env)
+        # What a failed start left: a stop cannot tell a service that has not exec'd yet
+        # from a stranger, so it leaves it alone.
+        for pid in started_pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "webserver stopped (pid" in stopped.stdout and "daemon stopped (pid" in stopped.stdout
