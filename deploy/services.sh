@@ -142,18 +142,20 @@ start_one() {
     echo "$name started (pid $!, log $RUN_DIR/$name.log)"
 }
 
+died_at_start() {  # name
+    tail -n 30 "$RUN_DIR/$1.log" >&2
+    die "$1 exited at start; log above ($RUN_DIR/$1.log)"
+}
+
 wait_for_webserver() {
     local pid deadline=$((SECONDS + START_TIMEOUT))
     # The pid just started is ours (no stale pid file to doubt): alive is enough.
     pid=$(<"$RUN_DIR/webserver.pid")
-    kill -0 "$pid" 2>/dev/null || die "webserver exited at start; see $RUN_DIR/webserver.log"
+    kill -0 "$pid" 2>/dev/null || died_at_start webserver
     until "$VENV_BIN/python" -c 'import sys, urllib.request
 urllib.request.urlopen(sys.argv[1], timeout=2).read()' "http://$HOST:$PORT/server_info" \
         2>/dev/null; do
-        kill -0 "$pid" 2>/dev/null || {
-            tail -n 30 "$RUN_DIR/webserver.log" >&2
-            die "webserver exited at start; log above ($RUN_DIR/webserver.log)"
-        }
+        kill -0 "$pid" 2>/dev/null || died_at_start webserver
         ((SECONDS < deadline)) || die "no answer from http://$HOST:$PORT after ${START_TIMEOUT}s"
         sleep 1
     done
@@ -169,8 +171,7 @@ start() {
     for name in "${SERVICES[@]}"; do start_one "$name"; done
     wait_for_webserver
     sleep 1
-    kill -0 "$(<"$RUN_DIR/daemon.pid")" 2>/dev/null ||
-        die "daemon exited at start; see $RUN_DIR/daemon.log"
+    kill -0 "$(<"$RUN_DIR/daemon.pid")" 2>/dev/null || died_at_start daemon
 }
 
 stop_one() {
