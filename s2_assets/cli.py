@@ -176,17 +176,20 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _clean(args: argparse.Namespace) -> int:
-    """sen2chain's ``clean_lib``: remove debris from the library (or only list it)."""
+    """sen2chain's ``clean_lib``: list the library's debris; remove it with ``--remove``.
+
+    Listing is the default, as in sen2chain's library clean, so a look at a library never
+    deletes anything by surprise."""
     from datetime import timedelta
 
     from s2_assets.errors import S2AssetsError
-    from s2_assets.library.clean import clean_library
+    from s2_assets.library.clean import WOULD_REMOVE, clean_library
 
     try:
         report = clean_library(
             Library(default_root()),
             args.tile or None,
-            remove=not args.dry_run,
+            remove=args.remove,
             min_age=timedelta(hours=args.min_age_hours),
         )
     except S2AssetsError as exc:
@@ -195,6 +198,8 @@ def _clean(args: argparse.Namespace) -> int:
     for finding in report.findings:
         print(f"{finding.action:14} {finding.rule:18} {finding.path}  ({finding.detail})")
     print(report.summary())
+    if not args.remove and any(f.action == WOULD_REMOVE for f in report.findings):
+        print("add --remove to remove what is listed as 'would remove'")
     return 1 if report.failed else 0
 
 
@@ -264,8 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--webserver", help="URL of a running webserver, e.g. http://127.0.0.1:3000")
     run.add_argument("--location", default="s2_assets", help="code location name (webserver)")
     run.set_defaults(handler=_run)
-    clean = commands.add_parser("clean", help="remove debris from the library (sen2chain's clean)")
-    clean.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    clean = commands.add_parser(
+        "clean", help="list debris and damaged products in the library (sen2chain's clean)"
+    )
+    clean.add_argument(
+        "--remove", action="store_true", help="remove what is found (default: only list it)"
+    )
     clean.add_argument("--tile", action="append", help="a tile to clean (repeatable; default all)")
     clean.add_argument(
         "--min-age-hours", type=float, default=3.0, help="keep entries modified more recently"

@@ -268,16 +268,24 @@ def test_command_line(
 
     monkeypatch.setenv("S2_DATA_HOME", str(seeded.lib.root))
     before = tree(seeded.lib.root)
-    assert main(["clean", "--dry-run", "--tile", "40KCB"]) == 0
+    # Without --remove the command only lists, as sen2chain's library clean does.
+    assert main(["clean", "--tile", "40KCB"]) == 0
     out = capsys.readouterr().out
     assert tree(seeded.lib.root) == before
     zip_line = next(line for line in out.splitlines() if "stray_zip" in line)
     assert zip_line.startswith("would remove")
-    assert "dry run, nothing removed" in out
+    n_debris = sum(len(paths) for paths in seeded.debris.values())  # and the recent entry
+    damaged_lines = [line for line in out.splitlines() if "damaged_product" in line]
+    assert len(damaged_lines) == len(seeded.debris["damaged_product"])
+    assert out.splitlines()[-2:] == [
+        f"{n_debris + 1} finding(s) in 1 tile(s) (dry run, nothing removed): 0 removed, 0 failed",
+        "add --remove to remove what is listed as 'would remove'",
+    ]
 
-    assert main(["clean", "--tile", "40KCB", "--tile", "40KCA"]) == 0
+    assert main(["clean", "--remove", "--tile", "40KCB", "--tile", "40KCA"]) == 0
     out = capsys.readouterr().out
     assert "in 2 tile(s) (removed)" in out
+    assert "add --remove" not in out
     assert not seeded.other_tile.exists()
     assert all(not p.exists() for paths in seeded.debris.values() for p in paths)
 

@@ -130,7 +130,7 @@ def test_a_tile_with_nothing_in_the_archive_gets_a_hint(
         ["jobs", "validate"],
         ["jobs", "new", "x1"],
         ["run", "demo"],
-        ["clean", "--dry-run"],
+        ["clean"],
         ["ui"],
     ],
 )
@@ -177,7 +177,7 @@ def test_every_command_warns_about_a_folder_without_a_sen2chain_tree(
     code, out, err = call(capsys, "jobs", "list")
     assert code == 0 and err.strip() == warning
     assert out.strip() == f"no job files (job_<jid>.cfg) in {empty / 'config' / 'jobs'}"
-    code, _, err = call(capsys, "clean", "--dry-run")
+    code, _, err = call(capsys, "clean")
     assert err.strip() == warning
     code, out, err = call(capsys, "jobs", "new", "x1", "--provider", "archive")
     assert code == 0
