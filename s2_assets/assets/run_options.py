@@ -67,7 +67,8 @@ def broken_file_governs(error: Exception, tile: str, job: str | None) -> bool:
     path = getattr(error, "path", None)
     if path is None:
         return False
-    from s2_assets.jobs.jobfile import jid_from_path, split_comment
+    from s2_assets.jobs.jobfile import jid_from_path
+    from s2_assets.jobs.tablefile import split_comment
 
     if job is not None:
         return jid_from_path(path) == job

@@ -1,7 +1,7 @@
 """sen2chain's extraction job files (``config/jobs_extr/job_<jid>.cfg``): parsing. Pure.
 
-The same hybrid format as processing job files (:mod:`s2_assets.jobs.jobfile`): ``key =
-value`` settings, then a ``;`` table, ``#`` comments anywhere, and the same standards: every
+The same hybrid format as processing job files (:mod:`s2_assets.jobs.jobfile`), read by
+:mod:`s2_assets.jobs.tablefile`: ``key = value`` settings, then a ``;`` table, ``#`` comments anywhere, and the same standards: every
 problem of a file is reported at once, each naming the file, line, column and value and
 listing what is valid. Settings: ``logs`` and ``timing`` (required), ``nb_proc`` and
 ``process_by_line``. Columns, in sen2chain's order::
@@ -20,7 +20,6 @@ docs/outputs.md).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +27,9 @@ from pathlib import Path
 from s2_assets.errors import JobFileError
 from s2_assets.jobs import cells
 from s2_assets.jobs.cells import CellError, DateSpec
-from s2_assets.jobs.cron import CRON_HELP, cron_problem
-from s2_assets.jobs.jobfile import jid_from_path, jid_problem, split_comment
+from s2_assets.jobs.jobfile import jid_from_path, jid_problem
 from s2_assets.jobs.model import DEFAULT_TIMING, JobFileProblems, JobProblem
+from s2_assets.jobs.tablefile import TableFileParser
 from s2_assets.specs import MaskSpec
 
 COLUMNS = (
@@ -42,7 +41,6 @@ SETTING_KEYS = ("logs", "timing", "nb_proc", "process_by_line")
 REQUIRED_SETTINGS = ("logs", "timing")
 PERIODS = ("yearly", "monthly", "weekly", "daily", "all")
 VECTOR_SUFFIXES = (".shp", ".gpkg", ".geojson", ".json")
-_SETTING_RE = re.compile(r"^([A-Za-z_]\w*)\s*(?:[=:]\s*(.*))?$")
 _OFF = frozenset({"", "false", "none"})
 
 
@@ -117,44 +115,28 @@ def parse_copy_server(text: str) -> str:
     )
 
 
-class _Parser:
-    def __init__(self, text: str, path: Path, root: Path) -> None:
-        self.path, self.root = path, root
-        self.lines = text.split("\n")
-        self.problems: list[JobProblem] = []
+class _Parser(TableFileParser):
+    COLUMNS = COLUMNS
+    REQUIRED_COLUMNS = REQUIRED_COLUMNS
+    SETTING_KEYS = SETTING_KEYS
+    REQUIRED_SETTINGS = REQUIRED_SETTINGS
 
-    def problem(self, line: int | None, message: str, **where: object) -> None:
-        self.problems.append(JobProblem(self.path, line, message, **where))  # type: ignore[arg-type]
+    def __init__(self, text: str, path: Path, root: Path) -> None:
+        super().__init__(text, path)
+        self.root = root
+
+    def stray_line(self, number: int, content: str, key: str | None) -> None:
+        self.problem(
+            number,
+            f"not a known setting nor a ';' table header: {content!r}; valid settings: "
+            + ", ".join(SETTING_KEYS),
+        )
 
     def parse(self) -> tuple[ExtractionSettings, tuple[ExtractionTask, ...]]:
-        raw: dict[str, tuple[int, str]] = {}
-        header: tuple[int, str] | None = None
-        rows: list[tuple[int, str]] = []
-        for number, line in enumerate(self.lines, start=1):
-            content = split_comment(line.lstrip("\ufeff")).strip()
-            if not content:
-                continue
-            if header is not None:
-                rows.append((number, content))
-                continue
-            match = _SETTING_RE.match(content)
-            key = match[1].lower() if match else ""
-            if key in SETTING_KEYS and match:
-                if key in raw:
-                    self.problem(number, f"setting {key!r} repeats line {raw[key][0]}; keep one")
-                else:
-                    raw[key] = (number, (match[2] or "").strip())
-            elif ";" in content:
-                header = (number, content)
-            else:
-                self.problem(
-                    number,
-                    f"not a known setting nor a ';' table header: {content!r}; valid settings: "
-                    + ", ".join(SETTING_KEYS),
-                )
+        raw, header, rows = self.sections()
         settings = self.settings(raw)
         if header is None:
-            self.problem(None, "no task table: expected a header line such as " + ";".join(COLUMNS))
+            self.no_table()
             return settings, ()
         columns = self.columns(*header)
         if columns is None:
@@ -163,53 +145,13 @@ class _Parser:
         return settings, tuple(t for t in tasks if t is not None)
 
     def settings(self, raw: dict[str, tuple[int, str]]) -> ExtractionSettings:
-        for key in REQUIRED_SETTINGS:
-            if key not in raw:
-                self.problem(None, f"required setting {key!r} is missing; add '{key} = ...'")
         readers: dict[str, Callable[[str], object]] = {
             "logs": cells.parse_bool,
             "timing": self.timing,
             "nb_proc": lambda text: cells.parse_int(text, low=0),
             "process_by_line": lambda text: cells.parse_int(text, low=0),
         }
-        values: dict[str, object] = {}
-        for key, (number, text) in raw.items():
-            if not text and key != "timing":
-                continue
-            try:
-                values[key] = readers[key](text)
-            except CellError as error:
-                self.problem(number, str(error), column=key, value=text)
-        return ExtractionSettings(**values)  # type: ignore[arg-type]
-
-    def timing(self, text: str) -> str:
-        if not text:
-            return DEFAULT_TIMING
-        problem = cron_problem(text)
-        if problem:
-            raise CellError(f"{problem}; {CRON_HELP}")
-        return " ".join(text.split())
-
-    def columns(self, number: int, content: str) -> tuple[str, ...] | None:
-        names: list[str] = []
-        ok = True
-        for position, cell in enumerate(content.split(";"), start=1):
-            name = cell.strip().lower()
-            if name not in COLUMNS:
-                self.problem(
-                    number, f"unknown column; valid: {', '.join(COLUMNS)}", column=cell.strip(),
-                    position=position,
-                )  # fmt: skip
-                ok = False
-            elif name in names:
-                self.problem(number, "column appears twice", column=name, position=position)
-                ok = False
-            names.append(name)
-        missing = [name for name in REQUIRED_COLUMNS if name not in names]
-        if missing:
-            self.problem(number, f"table header lacks required column(s) {', '.join(missing)}")
-            ok = False
-        return tuple(names) if ok else None
+        return ExtractionSettings(**self.read_settings(raw, readers))  # type: ignore[arg-type]
 
     def vector(self, text: str) -> Path:
         if not text:
@@ -247,25 +189,13 @@ class _Parser:
             "smooth_data": lambda text: cells.parse_optional_bool(text, empty=False),
             "copy_server": parse_copy_server,
         }
-        fields: dict[str, object] = {}
-        for position, name in enumerate(columns, start=1):
-            try:
-                fields[name] = readers[name](values[name])
-            except CellError as error:
-                self.problem(number, str(error), column=name, position=position, value=values[name])
+        fields = self.read_cells(number, columns, values, readers)
         if not fields.get("indices", ("x",)):
             self.problem(
                 number, "no index to extract; valid: index names joined with '/', or All",
                 column="indices", position=columns.index("indices") + 1, value=values["indices"],
             )  # fmt: skip
-        first, last = fields.get("date_min"), fields.get("date_max")
-        low = first.fixed if isinstance(first, DateSpec) else None
-        high = last.fixed if isinstance(last, DateSpec) else None
-        if low and high and low > high:
-            self.problem(
-                number, f"date_max is before date_min {low}; valid: a date on or after it",
-                column="date_max", position=columns.index("date_max") + 1, value=values["date_max"],
-            )  # fmt: skip
+        self.dates_in_order(number, fields, columns)
         if len(self.problems) > before:
             return None
         fields["vector"] = fields.pop("shapefile")

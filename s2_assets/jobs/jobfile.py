@@ -1,7 +1,8 @@
 """sen2chain job files (``config/jobs/job_<jid>.cfg``): parsing, validation, loading. Pure.
 
 A job file is a ``key = value`` header followed by a ``;`` table with one task per row,
-read without pandas. ``#`` starts a comment anywhere in a line; blank lines are skipped.
+read without pandas by :mod:`s2_assets.jobs.tablefile` (the layout extraction job files
+share). ``#`` starts a comment anywhere in a line; blank lines are skipped.
 The first line that is not a known setting and holds a ``;`` is the table header; every
 later line is a task row. Keys and column names are case-insensitive and the legacy column
 names ``l1c``, ``l2a`` and ``cloudmask`` mean ``download``, ``compute_l2a``, ``cloudmasks``.
@@ -25,17 +26,16 @@ from pathlib import Path
 
 from s2_assets.errors import JobFileError, TileIdError
 from s2_assets.jobs import cells
-from s2_assets.jobs.cells import CellError, DateSpec
-from s2_assets.jobs.cron import CRON_HELP, cron_problem
+from s2_assets.jobs.cells import CellError
 from s2_assets.jobs.model import (
     DEFAULT_PROVIDER,
-    DEFAULT_TIMING,
     JobFile,
     JobFileProblems,
     JobProblem,
     JobSettings,
     Task,
 )
+from s2_assets.jobs.tablefile import TableFileParser
 from s2_assets.products import validate_tile_id
 
 JOB_FILE_PREFIX = "job_"
@@ -63,7 +63,6 @@ RETIRED_PROVIDERS = {
 PROVIDER_INSTEAD = "use cop_dataspace (the Copernicus Data Space Ecosystem), or eodc/archive"
 # Jobs the code location defines itself: a job file may not take their names.
 RESERVED_JIDS = {"library_clean": "library_clean_job is the built-in library clean job"}
-_SETTING_RE = re.compile(r"^([A-Za-z_]\w*)\s*(?:[=:]\s*(.*))?$")
 _PROVIDER_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -108,62 +107,24 @@ def jid_collision(jobs_dir: Path, jid: str) -> str | None:
     return None
 
 
-def split_comment(line: str) -> str:
-    """The part of a line before any ``#`` (a comment starts anywhere in a line)."""
-    return line.split("#", 1)[0]
+class _Parser(TableFileParser):
+    """Reads one processing job file's text, collecting every problem."""
 
-
-class _Parser:
-    """Reads one file's text, collecting every problem instead of stopping at the first."""
+    COLUMNS = COLUMNS
+    REQUIRED_COLUMNS = REQUIRED_COLUMNS
+    LEGACY_COLUMNS = LEGACY_COLUMNS
+    SETTING_KEYS = SETTING_KEYS
+    REQUIRED_SETTINGS = REQUIRED_SETTINGS
 
     def __init__(self, text: str, path: Path, providers: Collection[str] | None) -> None:
-        self.path = path
-        self.lines = text.split("\n")
+        super().__init__(text, path)
         self.providers = providers
-        self.problems: list[JobProblem] = []
-
-    def problem(
-        self,
-        line: int | None,
-        message: str,
-        *,
-        column: str | None = None,
-        position: int | None = None,
-        value: str | None = None,
-    ) -> None:
-        self.problems.append(JobProblem(self.path, line, message, column, position, value))
 
     def parse(self) -> tuple[JobSettings, tuple[str, ...], int, tuple[Task, ...]]:
-        raw: dict[str, tuple[int, str]] = {}
-        header: tuple[int, str] | None = None
-        rows: list[tuple[int, str]] = []
-        for number, line in enumerate(self.lines, start=1):
-            content = split_comment(line.lstrip("\ufeff")).strip()
-            if not content:
-                continue
-            if header is not None:
-                rows.append((number, content))
-                continue
-            match = _SETTING_RE.match(content)
-            key = match[1].lower() if match else ""
-            if key in SETTING_KEYS and match:
-                if key in raw:
-                    self.problem(number, f"setting {key!r} repeats line {raw[key][0]}; keep one")
-                else:
-                    raw[key] = (number, (match[2] or "").strip())
-            elif ";" in content:
-                header = (number, content)
-            elif match:
-                self.problem(number, f"unknown setting {key!r}; valid: {', '.join(SETTING_KEYS)}")
-            else:
-                self.problem(
-                    number,
-                    f"not a 'key = value' setting nor a ';' table header: {content!r}; valid "
-                    "settings: " + ", ".join(SETTING_KEYS),
-                )
+        raw, header, rows = self.sections()
         settings = self.settings(raw)
         if header is None:
-            self.problem(None, "no task table: expected a header line such as " + ";".join(COLUMNS))
+            self.no_table()
             return settings, (), 0, ()
         columns = self.columns(*header)
         if columns is None:
@@ -176,10 +137,6 @@ class _Parser:
         return settings, columns, header[0], tasks
 
     def settings(self, raw: dict[str, tuple[int, str]]) -> JobSettings:
-        values: dict[str, object] = {}
-        for key in REQUIRED_SETTINGS:
-            if key not in raw:
-                self.problem(None, f"required setting {key!r} is missing; add '{key} = ...'")
         readers: dict[str, Callable[[str], object]] = {
             "logs": cells.parse_bool,
             "copy_l2a_sideproducts": cells.parse_bool,
@@ -192,23 +149,8 @@ class _Parser:
             "provider": self.provider,
             "timing": self.timing,
         }
-        for key, (number, text) in raw.items():
-            if not text and key not in ("timing", "provider"):
-                continue  # an empty value takes the default, as sen2chain's fallbacks did
-            try:
-                values[key] = readers[key](text)
-            except CellError as error:
-                self.problem(number, str(error), column=key, value=text)
+        values = self.read_settings(raw, readers, read_empty=("timing", "provider"))
         return JobSettings(**values)  # type: ignore[arg-type]
-
-    def timing(self, text: str) -> str:
-        # An empty timing falls back to daily at midnight, as sen2chain's cron_enable did.
-        if not text:
-            return DEFAULT_TIMING
-        problem = cron_problem(text)
-        if problem:
-            raise CellError(f"{problem}; {CRON_HELP}")
-        return " ".join(text.split())
 
     def provider(self, text: str) -> str:
         name = text.strip()
@@ -225,28 +167,6 @@ class _Parser:
         if known is None and not _PROVIDER_RE.match(name):
             raise CellError("not a provider name; valid: letters, digits, '_' and '-'")
         return name
-
-    def columns(self, number: int, content: str) -> tuple[str, ...] | None:
-        names: list[str] = []
-        ok = True
-        for position, cell in enumerate(content.split(";"), start=1):
-            raw = cell.strip()
-            name = LEGACY_COLUMNS.get(raw.lower(), raw.lower())
-            if name not in COLUMNS:
-                valid = ", ".join(COLUMNS) + " (legacy: " + ", ".join(LEGACY_COLUMNS) + ")"
-                self.problem(
-                    number, f"unknown column; valid: {valid}", column=raw, position=position
-                )
-                ok = False
-            elif name in names:
-                self.problem(number, "column appears twice", column=raw, position=position)
-                ok = False
-            names.append(name)
-        missing = [name for name in REQUIRED_COLUMNS if name not in names]
-        if missing:
-            self.problem(number, f"table header lacks required column(s) {', '.join(missing)}")
-            ok = False
-        return tuple(names) if ok else None
 
     def task(
         self,
@@ -276,7 +196,6 @@ class _Parser:
         values = dict(zip(columns, raw + [""] * (len(columns) - len(raw)), strict=False))
         tile_text = values["tile"]
         enabled = "!" not in tile_text
-        fields: dict[str, object] = {}
         readers: dict[str, Callable[[str], object]] = {
             "tile": lambda text: self.tile(text.replace("!", "").strip()),
             "date_min": lambda text: cells.parse_date_spec(text, open_as=cells.OPEN_DATE_MIN),
@@ -294,11 +213,7 @@ class _Parser:
             "remove": cells.parse_remove,
             "comments": str,
         }
-        for position, name in enumerate(columns, start=1):
-            try:
-                fields[name] = readers[name](values[name])
-            except CellError as error:
-                self.problem(number, str(error), column=name, position=position, value=values[name])
+        fields = self.read_cells(number, columns, values, readers)
         if len(self.problems) > problems_before:
             return None
         fields.setdefault("provider", settings.provider)
@@ -315,19 +230,7 @@ class _Parser:
             raise CellError(f"{error}; a '!' in the cell disables the row") from None
 
     def ranges_ok(self, number: int, fields: dict[str, object], columns: tuple[str, ...]) -> bool:
-        ok = True
-        first, last = fields["date_min"], fields["date_max"]
-        low_date = first.fixed if isinstance(first, DateSpec) else None
-        high_date = last.fixed if isinstance(last, DateSpec) else None
-        if low_date and high_date and low_date > high_date:
-            self.problem(
-                number,
-                f"date_max is before date_min {low_date}; valid: a date on or after it",
-                column="date_max",
-                position=columns.index("date_max") + 1,
-                value=str(high_date),
-            )
-            ok = False
+        ok = self.dates_in_order(number, fields, columns)
         low, high = fields.get("pb_min"), fields.get("pb_max")
         if isinstance(low, float) and isinstance(high, float) and low > high:
             self.problem(

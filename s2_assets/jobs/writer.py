@@ -22,9 +22,9 @@ from s2_assets.jobs.jobfile import (
     jid_problem,
     job_path,
     parse_job_text,
-    split_comment,
 )
 from s2_assets.jobs.model import DEFAULT_PROVIDER, JobFile, JobFileProblems, JobSettings, Task
+from s2_assets.jobs.tablefile import split_comment
 
 # sen2chain's template row, with cop_dataspace (its actual default provider, D11) in place
 # of the retired PEPS it names.

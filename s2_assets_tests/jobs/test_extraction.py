@@ -120,6 +120,11 @@ def test_header_and_settings_problems(root: Path) -> None:
     assert "lacks required column(s) date_max, max_clouds, cloudmasks, indices" in text
 
 
+def test_a_repeated_column_is_named_as_written(root: Path) -> None:
+    found = problems("logs = False\ntiming = 0 3 * * *\nshapefile;SHAPEFILE;date_min\n", root)
+    assert any("column 'SHAPEFILE' (field 2): column appears twice" in f for f in found)
+
+
 def test_polygons_find_the_tiles_they_touch(library: Library, tmp_path: Path) -> None:
     add_product(library, "40KCB")
     add_product(library, "40KDB", x0=X0 + 1000)  # 1 km east: only the wide polygon reaches it
