@@ -5,7 +5,7 @@ Dagster 1.13 launches a backfill from a sensor only through the private
 ``s2_assets_tests/jobs/test_backfill.py`` fails loudly if an upgrade changes this.
 """
 
-from collections.abc import Mapping, Set
+from collections.abc import Iterable, Mapping, Set
 
 import dagster as dg
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
@@ -26,6 +26,19 @@ def backfill_request(
     }
     subset = AssetGraphSubset.from_asset_partition_set(pairs, asset_graph)
     return dg.RunRequest.for_asset_graph_subset(subset, tags=dict(tags))
+
+
+def sensor_backfill(
+    context: dg.SensorEvaluationContext,
+    partitions_by_asset: Mapping[str, Iterable[object]],
+    tags: Mapping[str, str],
+) -> dg.RunRequest:
+    """One backfill, launched by the sensor of ``context``, of these partitions (asset name ->
+    partition keys, any object whose ``str`` is the key, e.g. a ``TileDate``)."""
+    repository = context.repository_def
+    assert repository is not None, "sensor evaluated without its definitions"
+    partitions = {dg.AssetKey(n): {str(k) for k in ks} for n, ks in partitions_by_asset.items()}
+    return backfill_request(partitions, repository.asset_graph, tags)
 
 
 def requested_partitions(request: dg.RunRequest) -> dict[dg.AssetKey, set[str]]:

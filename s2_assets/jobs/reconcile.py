@@ -22,7 +22,7 @@ import dagster as dg
 from dagster._core.definitions.events import AssetKeyPartitionKey
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 
-from s2_assets.jobs.backfill import backfill_request
+from s2_assets.jobs.backfill import sensor_backfill
 from s2_assets.jobs.jobfile import load_jobs
 from s2_assets.jobs.model import JobFile
 from s2_assets.jobs.planner import JobPlan, plan_job
@@ -233,8 +233,6 @@ def plan_and_request(
     staged_providers: Collection[str],
 ) -> tuple[list[dg.RunRequest], list[str]]:
     """Plan each job in turn and turn its launches into backfill requests."""
-    repository = context.repository_def
-    assert repository is not None, "sensor evaluated without its definitions"
     covered = in_progress(context.instance)
     requests: list[dg.RunRequest] = []
     messages: list[str] = []
@@ -246,9 +244,6 @@ def plan_and_request(
         add_launched(covered, plan)
         messages.append(plan.summary())
         for launch in plan.launches:
-            partitions = {
-                dg.AssetKey(n): {str(k) for k in ks} for n, ks in launch.partitions.items()
-            }
-            requests.append(backfill_request(partitions, repository.asset_graph, launch.tags))
+            requests.append(sensor_backfill(context, launch.partitions, launch.tags))
             messages.append(f"  backfill {launch.tags}: {launch.describe()}")
     return requests, messages

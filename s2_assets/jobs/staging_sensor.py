@@ -26,7 +26,7 @@ from typing import Any
 import dagster as dg
 
 from s2_assets.errors import StagingError
-from s2_assets.jobs.backfill import backfill_request
+from s2_assets.jobs.backfill import sensor_backfill
 from s2_assets.jobs.jobfile import load_jobs
 from s2_assets.jobs.model import JobFile
 from s2_assets.jobs.options import TASK_TAG, options_for
@@ -177,8 +177,6 @@ def build_staging_sensor(product_assets: Sequence[dg.AssetsDefinition]) -> dg.Se
                     state.jobs[str(key)] = job.jid
         added = state.ledger.add(wanted)
         report = chiller.tick(state.ledger, now=now)
-        repository = context.repository_def
-        assert repository is not None, "sensor evaluated without its definitions"
         requests = []
         by_job: dict[str, set[TileDate]] = {}
         for ready_key in report.ready:
@@ -205,8 +203,7 @@ def build_staging_sensor(product_assets: Sequence[dg.AssetsDefinition]) -> dg.Se
                 if not parts:
                     continue
                 tags = {**launch.tags, **report.run_tags()}
-                partitions = {dg.AssetKey(n): {str(k) for k in ks} for n, ks in parts.items()}
-                requests.append(backfill_request(partitions, repository.asset_graph, tags))
+                requests.append(sensor_backfill(context, parts, tags))
                 context.log.info(
                     f"backfill for {jid} tasks {launch.tags.get(TASK_TAG)}: "
                     + ", ".join(f"{n} x {len(ks)}" for n, ks in sorted(parts.items()))
