@@ -20,28 +20,32 @@ import dagster as dg
 
 from s2_assets.definitions import build_definitions
 from s2_assets.demo.products import DEMO_PRODUCTS, DEMO_TILES, build_archive
+from s2_assets.jobs.jobfile import COLUMNS
+from s2_assets.jobs.model import JobSettings
 from s2_assets.jobs.options import JOB_TAG
 from s2_assets.jobs.run_now import run_ranges
+from s2_assets.jobs.writer import job_text
 from s2_assets.partitions import TileDate
 from s2_assets.settings import Settings
 
+# The demo's job settings and table columns (sen2chain's, without the optional pb_min and
+# pb_max); the tests write their job files in the same shape.
+DEMO_SETTINGS = JobSettings(
+    timing="0 3 * * 1", provider="archive", nb_proc=2, clean_before=False, clean_after=False
+)
+DEMO_COLUMNS = tuple(c for c in COLUMNS if c not in ("pb_min", "pb_max"))
 DEMO_JOB = """# Demo job: what a sen2chain job file looks like. Its schedule (demo_schedule) is stopped;
 # start it in the UI (Automation) to refresh the catalogue weekly.
-logs = False
-timing = 0 3 * * 1
-provider = archive
-tries = 1
-sleep = 0
-nb_proc = 2
-copy_L2A_sideproducts = False
-clean_before = False
-clean_after = False
-process_by_line = 0
-
-tile;date_min;date_max;max_clouds;provider;filter_max_pb;download;compute_l2a;cloudmasks;indices;remove;comments
-40KCB;2022-01-15;2022-02-10;80;archive;True;l1c;False;CM004-CSH1-CMP1-CHP1-TCI1-ITER0;NDVI/NDWIGAO/EVI;;Reunion
-31UFS;2022-01-15;2022-02-10;80;archive;True;l1c;False;CM004-CSH1-CMP1-CHP1-TCI1-ITER0;NDVI/NDWIGAO/EVI;;Paris
-"""
+""" + job_text(
+    DEMO_SETTINGS,
+    DEMO_COLUMNS,
+    [
+        "40KCB;2022-01-15;2022-02-10;80;archive;True;l1c;False;CM004-CSH1-CMP1-CHP1-TCI1-ITER0;"
+        "NDVI/NDWIGAO/EVI;;Reunion",
+        "31UFS;2022-01-15;2022-02-10;80;archive;True;l1c;False;CM004-CSH1-CMP1-CHP1-TCI1-ITER0;"
+        "NDVI/NDWIGAO/EVI;;Paris",
+    ],
+)
 DEMO_ASSETS = ("l1c", "l2a", "cloudmask", "ndvi", "ndwigao", "evi")
 DEMO_DATE_START, DEMO_DATE_END = "2022-01-15", "2022-02-10"
 # The runs' events are recorded in the instance all the same; the console shows INFO and up

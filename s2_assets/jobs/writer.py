@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from s2_assets.errors import JobFileError
@@ -101,6 +101,16 @@ def render_settings(settings: JobSettings) -> str:
     return "".join(f"{key} = {value}\n" for key, value in pairs)
 
 
+def job_text(settings: JobSettings, columns: Sequence[str], rows: Sequence[str] = ()) -> str:
+    """A job file's text: the settings, a blank line, the table header naming ``columns``,
+    then ``rows`` (each a row's cells joined with ``;``), every line ending in a newline."""
+    return (
+        render_settings(settings)
+        + "\n"
+        + "".join(f"{line}\n" for line in (";".join(columns), *rows))
+    )
+
+
 def task_cells(task: Task) -> dict[str, str]:
     """A task as cell text for every column; parsing the cells gives the task back."""
     return {
@@ -149,9 +159,8 @@ def new_job(
     settings = settings or JobSettings()
     # The template row names the job's provider, so the job's first run goes where it says.
     row = {**TEMPLATE_ROW, "provider": settings.provider}
-    rows = f"{';'.join(row.get(c, '') for c in COLUMNS)}\n" if template_row else ""
-    text = f"{_DOCUMENTATION}\n{render_settings(settings)}\n"
-    text += f"{';'.join(COLUMNS)}\n{rows}"
+    rows = [";".join(row.get(c, "") for c in COLUMNS)] if template_row else []
+    text = f"{_DOCUMENTATION}\n{job_text(settings, COLUMNS, rows)}"
     job = _validated(text, path)
     jobs_dir.mkdir(parents=True, exist_ok=True)
     try:

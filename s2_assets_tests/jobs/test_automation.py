@@ -1,5 +1,6 @@
 """Job files driving Dagster: schedule tick -> acquisitions -> sensor -> one backfill -> products."""
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -8,25 +9,18 @@ import pytest
 
 from s2_assets.definitions import build_definitions
 from s2_assets.demo.products import DEMO_PRODUCTS, DemoProduct, build_archive
+from s2_assets.demo.quickstart import DEMO_COLUMNS, DEMO_SETTINGS
 from s2_assets.jobs.backfill import requested_partitions
+from s2_assets.jobs.writer import job_text
 from s2_assets.library.tree import Library
 from s2_assets.settings import Settings
 from s2_assets_tests.jobs.driver import execute_backfill, run_requests, sense, tick
 
-JOB_TEXT = """logs = False
-timing = 30 2 * * 1
-provider = archive
-tries = 1
-sleep = 0
-nb_proc = 2
-copy_L2A_sideproducts = False
-clean_before = False
-clean_after = False
-process_by_line = 0
-
-tile;date_min;date_max;max_clouds;provider;filter_max_pb;download;compute_l2a;cloudmasks;indices;remove;comments
-40KCB;2022-01-01;2022-02-10;80;archive;True;l2a;False;;;;Reunion
-"""
+JOB_TEXT = job_text(
+    replace(DEMO_SETTINGS, timing="30 2 * * 1"),
+    DEMO_COLUMNS,
+    ["40KCB;2022-01-01;2022-02-10;80;archive;True;l2a;False;;;;Reunion"],
+)
 
 
 @pytest.fixture

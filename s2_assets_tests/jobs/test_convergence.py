@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,11 +24,13 @@ import pytest
 from s2_assets.cli import main
 from s2_assets.definitions import build_definitions
 from s2_assets.demo.products import DEMO_PRODUCTS, DemoProduct, build_archive, product_name
+from s2_assets.demo.quickstart import DEMO_COLUMNS, DEMO_SETTINGS
 from s2_assets.errors import ProductOfflineError
 from s2_assets.jobs.backfill import requested_partitions
 from s2_assets.jobs.jobfile import job_path, load_job
 from s2_assets.jobs.planner import plan_job
 from s2_assets.jobs.run_now import run_stretches
+from s2_assets.jobs.writer import job_text
 from s2_assets.library.failures import ledger_dir
 from s2_assets.library.tree import Library
 from s2_assets.partitions import TileDate
@@ -38,19 +40,7 @@ from s2_assets_tests.conftest import corrupt_member
 from s2_assets_tests.jobs.driver import run_requests, sense, tick
 from s2_assets_tests.sen2cor_standin import write_launcher
 
-HEADER = """logs = False
-timing = 0 1 * * *
-provider = archive
-tries = 1
-sleep = 0
-nb_proc = 1
-copy_L2A_sideproducts = False
-clean_before = False
-clean_after = False
-process_by_line = 0
-
-tile;date_min;date_max;max_clouds;provider;filter_max_pb;download;compute_l2a;cloudmasks;indices;remove;comments
-"""
+HEADER = job_text(replace(DEMO_SETTINGS, timing="0 1 * * *", nb_proc=1), DEMO_COLUMNS)
 MASK = "CM004-CSH1-CMP1-CHP1-TCI1-ITER0"
 TILE = [p for p in DEMO_PRODUCTS if p.tile == "40KCB"]
 # The L2A a download = l2a task under 80 % takes (newest baseline of each acquisition).

@@ -5,7 +5,7 @@ throttling by the resource, and EODC without Chiller."""
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,8 +14,10 @@ import pytest
 
 from s2_assets.definitions import build_definitions
 from s2_assets.demo.products import DEMO_PRODUCTS
+from s2_assets.demo.quickstart import DEMO_COLUMNS, DEMO_SETTINGS
 from s2_assets.errors import StagingError
 from s2_assets.jobs.backfill import requested_partitions
+from s2_assets.jobs.writer import job_text
 from s2_assets.library.tree import Library
 from s2_assets.partitions import TileDate
 from s2_assets.resources.chiller import ChillerResource
@@ -23,20 +25,11 @@ from s2_assets.settings import Settings
 from s2_assets_tests.chiller_standin import ChillerStandIn, ColdArchive, is_cold
 from s2_assets_tests.conftest import DemoArchive
 
-JOB_TEXT = """logs = False
-timing = 30 2 * * 1
-provider = eodc
-tries = 1
-sleep = 0
-nb_proc = 2
-copy_L2A_sideproducts = False
-clean_before = False
-clean_after = False
-process_by_line = 0
-
-tile;date_min;date_max;max_clouds;provider;filter_max_pb;download;compute_l2a;cloudmasks;indices;remove;comments
-40KCB;2022-01-01;2022-02-10;80;eodc;True;l2a;False;;;;Reunion from tape
-"""
+JOB_TEXT = job_text(
+    replace(DEMO_SETTINGS, timing="30 2 * * 1", provider="eodc"),
+    DEMO_COLUMNS,
+    ["40KCB;2022-01-01;2022-02-10;80;eodc;True;l2a;False;;;;Reunion from tape"],
+)
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 L2A = dg.AssetKey("l2a")
