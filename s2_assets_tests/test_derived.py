@@ -1,57 +1,48 @@
 """End to end on a real instance: l2a -> cloudmask -> a subset of the index assets."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import rasterio
 
-from s2_assets.definitions import build_definitions
 from s2_assets.demo.products import DEMO_PRODUCTS, build_archive
-from s2_assets.settings import Settings
+from s2_assets_tests.pipeline import Pipeline
 
-RANGE = {
-    "dagster/asset_partition_range_start": "2022-01-22|31UFS",
-    "dagster/asset_partition_range_end": "2022-01-27|31UFS",
-}
+FIRST, LAST = "2022-01-22", "2022-01-27"
 
 
-def test_l2a_cloudmask_and_two_indices_in_one_ranged_run(tmp_path: Path) -> None:
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
+    """31UFS registered and catalogued on a temporary instance (12 px products)."""
     archive = tmp_path / "archive"
     build_archive(archive, [p for p in DEMO_PRODUCTS if p.tile == "31UFS"], size=12)
-    library = tmp_path / "library"
-    defs = build_definitions(
-        Settings(data_home=library, archive_root=str(archive), date_start="2022-01-01")
-    )
-    job = defs.resolve_implicit_global_asset_job_def()
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("tiles", ["31UFS"])
-        assert job.execute_in_process(
-            instance=instance,
-            asset_selection=[dg.AssetKey("acquisitions")],
-            partition_key="31UFS",
-            run_config={"ops": {"acquisitions": {"config": {"start": "2022-01-01"}}}},
-        ).success
-        result = job.execute_in_process(
-            instance=instance,
-            asset_selection=[dg.AssetKey(k) for k in ("l2a", "cloudmask", "ndvi", "nbr")],
-            tags=RANGE,
-        )
-        assert result.success
-        ndvi = {
-            m.partition: m.metadata
-            for m in result.asset_materializations_for_node("indices")
-            if m.asset_key == dg.AssetKey("ndvi")
-        }
-        nbr_done = {
-            m.partition
-            for m in result.asset_materializations_for_node("indices")
-            if m.asset_key == dg.AssetKey("nbr")
-        }
+        pipeline = Pipeline(instance, tmp_path / "library", archive)
+        pipeline.register("31UFS")
+        yield pipeline
+
+
+def test_l2a_cloudmask_and_two_indices_in_one_ranged_run(pipeline: Pipeline) -> None:
+    result = pipeline.ranged("31UFS", FIRST, LAST, ("l2a", "cloudmask", "ndvi", "nbr"))
+    assert result.success
+    ndvi = {
+        m.partition: m.metadata
+        for m in result.asset_materializations_for_node("indices")
+        if m.asset_key == dg.AssetKey("ndvi")
+    }
+    nbr_done = {
+        m.partition
+        for m in result.asset_materializations_for_node("indices")
+        if m.asset_key == dg.AssetKey("nbr")
+    }
     # Two acquisitions in the range (01-22, 01-27), six days materialized in one run.
     assert len(ndvi) == 6 and nbr_done == set(ndvi)
     assert ndvi["2022-01-22|31UFS"]["count"].value == 2  # raw + CM004-masked
     assert "data:image/png;base64," in ndvi["2022-01-22|31UFS"]["quicklook"].value
     assert ndvi["2022-01-23|31UFS"]["count"].value == 0  # no acquisition that day
+    library = pipeline.library.root
     indices = library / "data" / "INDICES"
     assert sorted(p.name for p in indices.iterdir()) == ["NBR", "NDVI"]  # only what was asked
     (l2a_dir,) = [p for p in (indices / "NDVI" / "31UFS").iterdir() if "20220122" in p.name]
@@ -68,15 +59,8 @@ def test_l2a_cloudmask_and_two_indices_in_one_ranged_run(tmp_path: Path) -> None
     assert (mask_dir / f"{l2a_dir.name}_CM004-CSH1-CMP1-CHP1-TCI1-ITER0.tif").is_file()
 
 
-def test_rematerializing_kept_masks_records_what_the_partition_holds(tmp_path: Path) -> None:
+def test_rematerializing_kept_masks_records_what_the_partition_holds(pipeline: Pipeline) -> None:
     """Masks already on disk are kept, and each partition's metadata still lists them."""
-    archive = tmp_path / "archive"
-    build_archive(archive, [p for p in DEMO_PRODUCTS if p.tile == "31UFS"], size=12)
-    library = tmp_path / "library"
-    defs = build_definitions(
-        Settings(data_home=library, archive_root=str(archive), date_start="2022-01-01")
-    )
-    job = defs.resolve_implicit_global_asset_job_def()
     specs = {"ops": {"cloudmask": {"config": {"specs": ["CM001", "CM004"]}}}}
 
     def masks(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, dg.MetadataValue]]:
@@ -85,26 +69,8 @@ def test_rematerializing_kept_masks_records_what_the_partition_holds(tmp_path: P
             for m in result.asset_materializations_for_node("cloudmask")
         }
 
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("tiles", ["31UFS"])
-        assert job.execute_in_process(
-            instance=instance,
-            asset_selection=[dg.AssetKey("acquisitions")],
-            partition_key="31UFS",
-            run_config={"ops": {"acquisitions": {"config": {"start": "2022-01-01"}}}},
-        ).success
-        first = job.execute_in_process(
-            instance=instance,
-            asset_selection=[dg.AssetKey(k) for k in ("l2a", "cloudmask")],
-            tags=RANGE,
-            run_config=specs,
-        )
-        again = job.execute_in_process(
-            instance=instance,
-            asset_selection=[dg.AssetKey("cloudmask")],
-            tags=RANGE,
-            run_config=specs,
-        )
+    first = pipeline.ranged("31UFS", FIRST, LAST, ("l2a", "cloudmask"), run_config=specs)
+    again = pipeline.ranged("31UFS", FIRST, LAST, ("cloudmask",), run_config=specs)
     before, after = masks(first), masks(again)
     day, empty = "2022-01-22|31UFS", "2022-01-23|31UFS"
     assert before[day]["written_now"].value == 2 and after[day]["written_now"].value == 0

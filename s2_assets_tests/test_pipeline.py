@@ -15,16 +15,12 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from s2_assets.definitions import build_definitions
 from s2_assets.demo.products import DEMO_PRODUCTS, DEMO_TILES, product_name
 from s2_assets.library import acquisitions as catalogue
-from s2_assets.library.tree import Library
 from s2_assets.products import ProductName, baseline_number, read_metadata
-from s2_assets.settings import Settings
 from s2_assets_tests.conftest import DemoArchive, corrupt_member, rewrite_zip
+from s2_assets_tests.pipeline import RANGE_END, RANGE_START, Pipeline
 
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 MAX_CLOUD = 80.0
 LEVELS = ("L1C", "L2A")
 
@@ -69,42 +65,20 @@ def failure_text(result: dg.ExecuteInProcessResult) -> str:
     return "\n".join(parts)
 
 
-class Pipeline:
-    """The code location on a temporary instance, run the way the demo and backfills run it."""
+def pipeline_on(instance: dg.DagsterInstance, library: Path, archive: Path) -> Pipeline:
+    """The pipeline with this module's cloud limit on the products."""
+    return Pipeline(instance, library, archive, product_config={"max_cloud": MAX_CLOUD})
 
-    def __init__(self, instance: dg.DagsterInstance, library: Path, archive: Path) -> None:
-        self.instance = instance
-        self.library = Library(library)
-        settings = Settings(data_home=library, archive_root=str(archive), date_start="2022-01-01")
-        self.job = build_definitions(settings).resolve_implicit_global_asset_job_def()
 
-    def acquisitions(self, tile: str, *, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
-        return self.job.execute_in_process(
-            instance=self.instance,
-            asset_selection=[dg.AssetKey("acquisitions")],
-            partition_key=tile,
-            run_config={"ops": {"acquisitions": {"config": {"start": "2022-01-01"}}}},
-            raise_on_error=raise_on_error,
-        )
-
-    def products(
-        self,
-        tile: str,
-        first: date,
-        last: date,
-        *,
-        raise_on_error: bool = True,
-        **selection: Any,
-    ) -> dg.ExecuteInProcessResult:
-        """``l1c`` and ``l2a`` for ``first..last`` of ``tile`` as one ranged run."""
-        config = {"max_cloud": MAX_CLOUD, **selection}
-        return self.job.execute_in_process(
-            instance=self.instance,
-            asset_selection=[dg.AssetKey("l1c"), dg.AssetKey("l2a")],
-            tags={RANGE_START: f"{first}|{tile}", RANGE_END: f"{last}|{tile}"},
-            run_config={"ops": {op: {"config": config} for op in ("l1c", "l2a")}},
-            raise_on_error=raise_on_error,
-        )
+def good_and_bad(demo_archive: DemoArchive, archive: Path) -> tuple[Path, Path]:
+    """Copy the 40KCB L1C zips of 2022-01-20 (good) and 2022-01-25 (to damage) to ``archive``."""
+    good = demo_archive.zip_of(demo_archive.find(level="L1C", tile="40KCB", day="2022-01-20"))
+    bad = demo_archive.zip_of(demo_archive.find(level="L1C", tile="40KCB", day="2022-01-25"))
+    for source in (good, bad):
+        target = archive / source.relative_to(demo_archive.root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    return good, bad
 
 
 @dataclass
@@ -124,7 +98,9 @@ def demo_run(
     demo_archive: DemoArchive, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DemoRun]:
     with dg.instance_for_test() as instance:
-        pipeline = Pipeline(instance, tmp_path_factory.mktemp("e2e") / "library", demo_archive.root)
+        pipeline = pipeline_on(
+            instance, tmp_path_factory.mktemp("e2e") / "library", demo_archive.root
+        )
         instance.add_dynamic_partitions("tiles", list(DEMO_TILES))
         acquisitions = {
             tile: partition_metadata(pipeline.acquisitions(tile), "acquisitions")[tile]
@@ -275,9 +251,8 @@ def test_turning_the_baseline_filter_off_fetches_the_older_one(
     demo_archive: DemoArchive, tmp_path: Path
 ) -> None:
     with dg.instance_for_test() as instance:
-        pipeline = Pipeline(instance, tmp_path / "library", demo_archive.root)
-        instance.add_dynamic_partitions("tiles", ["40KCB"])
-        pipeline.acquisitions("40KCB")
+        pipeline = pipeline_on(instance, tmp_path / "library", demo_archive.root)
+        pipeline.register("40KCB")
         day = date(2022, 1, 30)
         result = pipeline.products("40KCB", day, day, filter_max_pb=False)
     meta = partition_metadata(result, "l1c")["2022-01-30|40KCB"]
@@ -292,7 +267,7 @@ def test_bad_tile_key_fails_clearly_and_writes_nothing(
     demo_archive: DemoArchive, tmp_path: Path
 ) -> None:
     with dg.instance_for_test() as instance:
-        pipeline = Pipeline(instance, tmp_path / "library", demo_archive.root)
+        pipeline = pipeline_on(instance, tmp_path / "library", demo_archive.root)
         # Dynamic partition keys are not checked when added: a user can register "T40KCB".
         instance.add_dynamic_partitions("tiles", ["T40KCB"])
         result = pipeline.acquisitions("T40KCB", raise_on_error=False)
@@ -334,17 +309,11 @@ def test_bad_zip_fails_the_run_and_leaves_only_good_products(
     message: str,
 ) -> None:
     archive = tmp_path / "archive"
-    good = demo_archive.zip_of(demo_archive.find(level="L1C", tile="40KCB", day="2022-01-20"))
-    bad = demo_archive.zip_of(demo_archive.find(level="L1C", tile="40KCB", day="2022-01-25"))
-    for source in (good, bad):
-        target = archive / source.relative_to(demo_archive.root)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+    good, bad = good_and_bad(demo_archive, archive)
     damage(bad, archive / bad.relative_to(demo_archive.root))
     with dg.instance_for_test() as instance:
-        pipeline = Pipeline(instance, tmp_path / "library", archive)
-        instance.add_dynamic_partitions("tiles", ["40KCB"])
-        pipeline.acquisitions("40KCB")
+        pipeline = pipeline_on(instance, tmp_path / "library", archive)
+        pipeline.register("40KCB")
         result = pipeline.products(
             "40KCB", date(2022, 1, 20), date(2022, 1, 25), raise_on_error=False
         )
@@ -374,18 +343,12 @@ def test_truncated_band_is_quarantined_said_on_its_partition_and_fetched_again(
     demo_archive: DemoArchive, tmp_path: Path
 ) -> None:
     archive = tmp_path / "archive"
-    good = demo_archive.zip_of(demo_archive.find(level="L1C", tile="40KCB", day="2022-01-20"))
-    bad = demo_archive.zip_of(demo_archive.find(level="L1C", tile="40KCB", day="2022-01-25"))
-    for source in (good, bad):
-        target = archive / source.relative_to(demo_archive.root)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+    good, bad = good_and_bad(demo_archive, archive)
     _half_band(bad, archive / bad.relative_to(demo_archive.root))
     name = ProductName.parse(bad.stem)
     with dg.instance_for_test() as instance:
-        pipeline = Pipeline(instance, tmp_path / "library", archive)
-        instance.add_dynamic_partitions("tiles", ["40KCB"])
-        pipeline.acquisitions("40KCB")
+        pipeline = pipeline_on(instance, tmp_path / "library", archive)
+        pipeline.register("40KCB")
         first, last = date(2022, 1, 20), date(2022, 1, 25)
         result = pipeline.products("40KCB", first, last, raise_on_error=False)
         assert not result.success
