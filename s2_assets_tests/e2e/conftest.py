@@ -12,14 +12,15 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from s2_assets.demo.products import DEMO_PRODUCTS, build_archive
+from s2_assets.demo.products import DEMO_PRODUCTS, DemoProduct, build_archive
 from s2_assets_tests.e2e.graphql import GraphQL
 from s2_assets_tests.e2e.postgres import PostgresServer, free_port, start_postgres
 
@@ -66,9 +67,59 @@ class Deployment:
             check=False,
         )
 
+    @classmethod
+    def create(
+        cls, base: Path, postgres: PostgresServer, products: Sequence[DemoProduct]
+    ) -> Deployment:
+        """Below ``base``: DAGSTER_HOME with ``deploy/dagster.postgres.yaml`` on ``postgres``,
+        an empty library, and an archive of ``products`` at the demo's size."""
+        home, library, archive = base / "dagster_home", base / "library", base / "archive"
+        home.mkdir()
+        library.mkdir()
+        shutil.copyfile(REPO / "deploy" / "dagster.postgres.yaml", home / "dagster.yaml")
+        build_archive(archive, products, size=DEMO_SIZE)
+        env = {key: value for key, value in os.environ.items() if not key.startswith("S2_")}
+        env.update(postgres.environment())
+        env.update(
+            {
+                "DAGSTER_HOME": str(home),
+                "S2_DATA_HOME": str(library),
+                "S2_ARCHIVE_ROOT": str(archive),
+                "S2_DATE_START": DATE_START,
+                "S2_WEBSERVER_PORT": str(free_port()),
+                "S2_VENV_BIN": str(Path(sys.executable).parent),
+                "S2_RUN_DIR": str(base / "services"),
+                "S2_START_TIMEOUT": str(START_TIMEOUT_S),
+            }
+        )
+        return cls(home=home, library=library, archive=archive, env=env)
 
-@pytest.fixture(scope="package")
-def postgres() -> Iterator[PostgresServer]:
+    @contextmanager
+    def running(self) -> Iterator[Deployment]:
+        """Webserver and daemon started; stopped (by pid) at the end whatever happened."""
+        started = self.services("start")
+        try:
+            assert started.returncode == 0, (
+                f"services.sh start:\n{started.stdout}\n{started.stderr}"
+            )
+            yield self
+        finally:
+            stopped = self.services("stop")
+            assert stopped.returncode == 0, f"services.sh stop:\n{stopped.stdout}\n{stopped.stderr}"
+
+    @contextmanager
+    def instance(self) -> Iterator[dg.DagsterInstance]:
+        """The same instance the services use (Postgres), opened from this process."""
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in self.env.items():
+                if key.startswith("DAGSTER_PG_"):
+                    patch.setenv(key, value)
+            with dg.DagsterInstance.from_config(str(self.home)) as opened:
+                yield opened
+
+
+@contextmanager
+def postgres_running() -> Iterator[PostgresServer]:
     """A PostgreSQL server of our own on 127.0.0.1, stopped by its postmaster's pid."""
     server = start_postgres()
     try:
@@ -78,41 +129,23 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(scope="package")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of our own on 127.0.0.1, stopped by its postmaster's pid."""
+    with postgres_running() as server:
+        yield server
+
+
+@pytest.fixture(scope="package")
 def deployment(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer) -> Deployment:
     """DAGSTER_HOME with ``deploy/dagster.postgres.yaml``, an empty library, the demo archive."""
-    base = tmp_path_factory.mktemp("production")
-    home, library, archive = base / "dagster_home", base / "library", base / "archive"
-    home.mkdir()
-    library.mkdir()
-    shutil.copyfile(REPO / "deploy" / "dagster.postgres.yaml", home / "dagster.yaml")
-    build_archive(archive, DEMO_PRODUCTS, size=DEMO_SIZE)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("S2_")}
-    env.update(postgres.environment())
-    env.update(
-        {
-            "DAGSTER_HOME": str(home),
-            "S2_DATA_HOME": str(library),
-            "S2_ARCHIVE_ROOT": str(archive),
-            "S2_DATE_START": DATE_START,
-            "S2_WEBSERVER_PORT": str(free_port()),
-            "S2_VENV_BIN": str(Path(sys.executable).parent),
-            "S2_RUN_DIR": str(base / "services"),
-            "S2_START_TIMEOUT": str(START_TIMEOUT_S),
-        }
-    )
-    return Deployment(home=home, library=library, archive=archive, env=env)
+    return Deployment.create(tmp_path_factory.mktemp("production"), postgres, DEMO_PRODUCTS)
 
 
 @pytest.fixture(scope="package")
 def services(deployment: Deployment) -> Iterator[Deployment]:
     """Webserver and daemon running; stopped (by pid) at the end whatever happened."""
-    started = deployment.services("start")
-    try:
-        assert started.returncode == 0, f"services.sh start:\n{started.stdout}\n{started.stderr}"
+    with deployment.running():
         yield deployment
-    finally:
-        stopped = deployment.services("stop")
-        assert stopped.returncode == 0, f"services.sh stop:\n{stopped.stdout}\n{stopped.stderr}"
 
 
 @pytest.fixture(scope="package")
@@ -126,9 +159,5 @@ def graphql(services: Deployment) -> GraphQL:
 @pytest.fixture(scope="package")
 def instance(deployment: Deployment) -> Iterator[dg.DagsterInstance]:
     """The same instance the services use (Postgres), opened from this process."""
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in deployment.env.items():
-            if key.startswith("DAGSTER_PG_"):
-                patch.setenv(key, value)
-        with dg.DagsterInstance.from_config(str(deployment.home)) as opened:
-            yield opened
+    with deployment.instance() as opened:
+        yield opened

@@ -11,22 +11,19 @@ Run with ``.ci/e2e.sh`` (it sets ``S2_E2E=1``), only ever one e2e run at a time.
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pytest
 import rasterio
 
-from s2_assets.demo.products import DEMO_PRODUCTS, build_archive
+from s2_assets.demo.products import DEMO_PRODUCTS
 from s2_assets.products import ProductName
 from s2_assets.specs import DEFAULT_MASK_SPEC
-from s2_assets_tests.e2e.conftest import DATE_START, DEMO_SIZE, REPO, START_TIMEOUT_S, Deployment
+from s2_assets_tests.e2e.conftest import START_TIMEOUT_S, Deployment, postgres_running
 from s2_assets_tests.e2e.graphql import GraphQL
-from s2_assets_tests.e2e.postgres import PostgresServer, free_port, start_postgres
+from s2_assets_tests.e2e.postgres import PostgresServer
 from s2_assets_tests.raster.test_composite import reference
 
 pytestmark = pytest.mark.skipif(
@@ -42,11 +39,8 @@ TIMEOUT_S = 420
 
 @pytest.fixture(scope="module")
 def composite_postgres() -> Iterator[PostgresServer]:
-    server = start_postgres()
-    try:
+    with postgres_running() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -55,43 +49,15 @@ def composite_services(
 ) -> Iterator[Deployment]:
     """A deployment of its own: Postgres storage, empty library, 40KCB's demo products."""
     base = tmp_path_factory.mktemp("composites")
-    home, library, archive = base / "dagster_home", base / "library", base / "archive"
-    home.mkdir()
-    library.mkdir()
-    shutil.copyfile(REPO / "deploy" / "dagster.postgres.yaml", home / "dagster.yaml")
-    build_archive(archive, [p for p in DEMO_PRODUCTS if p.tile == TILE], size=DEMO_SIZE)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("S2_")}
-    env.update(composite_postgres.environment())
-    env.update(
-        {
-            "DAGSTER_HOME": str(home),
-            "S2_DATA_HOME": str(library),
-            "S2_ARCHIVE_ROOT": str(archive),
-            "S2_DATE_START": DATE_START,
-            "S2_WEBSERVER_PORT": str(free_port()),
-            "S2_VENV_BIN": str(Path(sys.executable).parent),
-            "S2_RUN_DIR": str(base / "services"),
-            "S2_START_TIMEOUT": str(START_TIMEOUT_S),
-        }
-    )
-    deployment = Deployment(home=home, library=library, archive=archive, env=env)
-    started = deployment.services("start")
-    try:
-        assert started.returncode == 0, f"services.sh start:\n{started.stdout}\n{started.stderr}"
+    products = [p for p in DEMO_PRODUCTS if p.tile == TILE]
+    with Deployment.create(base, composite_postgres, products).running() as deployment:
         yield deployment
-    finally:
-        stopped = deployment.services("stop")
-        assert stopped.returncode == 0, f"services.sh stop:\n{stopped.stdout}\n{stopped.stderr}"
 
 
 @pytest.fixture(scope="module")
 def composite_instance(composite_services: Deployment) -> Iterator[dg.DagsterInstance]:
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in composite_services.env.items():
-            if key.startswith("DAGSTER_PG_"):
-                patch.setenv(key, value)
-        with dg.DagsterInstance.from_config(str(composite_services.home)) as opened:
-            yield opened
+    with composite_services.instance() as opened:
+        yield opened
 
 
 def test_a_composite_month_is_materialized_through_the_webserver(

@@ -66,13 +66,8 @@ def restarted(deployment: Deployment) -> Iterator[Deployment]:
     add_product(library, TILE)
     stopped = deployment.services("stop")
     assert stopped.returncode == 0, f"services.sh stop:\n{stopped.stdout}\n{stopped.stderr}"
-    started = deployment.services("start")
-    try:
-        assert started.returncode == 0, f"services.sh start:\n{started.stdout}\n{started.stderr}"
+    with deployment.running():
         yield deployment
-    finally:
-        stopped = deployment.services("stop")
-        assert stopped.returncode == 0, f"services.sh stop:\n{stopped.stdout}\n{stopped.stderr}"
 
 
 def test_extraction_job_file_runs_on_its_schedule_and_writes_its_csv(
