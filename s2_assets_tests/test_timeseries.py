@@ -32,7 +32,8 @@ from s2_assets.demo.products import build_safe
 from s2_assets.library.tree import Library
 from s2_assets.outputs import timeseries as ts
 from s2_assets.outputs import zonal
-from s2_assets.outputs.timeseries import ExtractionRequest, TimeSeriesError
+from s2_assets.outputs.polygons import Polygons, TimeSeriesError, read_polygons
+from s2_assets.outputs.timeseries import ExtractionRequest
 from s2_assets.products import qi_path, read_metadata
 from s2_assets.raster.product_indices import compute_indices
 from s2_assets.raster.product_masks import compute_cloud_masks
@@ -139,7 +140,7 @@ def cells(col0: int, row0: int, col1: int, row1: int) -> list[tuple[int, int]]:
     return [(r, c) for r in range(row0, row1) for c in range(col0, col1)]
 
 
-def request(polygons: ts.Polygons, **changes: Any) -> ExtractionRequest:
+def request(polygons: Polygons, **changes: Any) -> ExtractionRequest:
     values: dict[str, Any] = {
         "polygons": polygons, "indices": (NDVI,), "date_min": date(2015, 6, 23),
         "date_max": date(2030, 1, 1), "max_cloud": 100.0, "mask": MASK,
@@ -155,7 +156,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def test_zonal_statistics_match_hand_computed_values(library: Library, tmp_path: Path) -> None:
     add_product(library, "40KCB")
-    polygons = ts.read_polygons(write_geojson(tmp_path / "fields.geojson", SHAPES, NAMES))
+    polygons = read_polygons(write_geojson(tmp_path / "fields.geojson", SHAPES, NAMES))
     [result] = ts.extract_tile(library, request(polygons), "40KCB")
 
     name = "fields-geojson_NDVI_CM001_2015-06-23_2030-01-01"
@@ -196,8 +197,8 @@ def test_geopackage_in_utm_gives_the_same_rows_as_geojson(library: Library, tmp_
         driver="GPKG",
     )  # fmt: skip
     geojson = write_geojson(tmp_path / "other.geojson", SHAPES[:2], NAMES[:2])
-    by_gpkg = ts.extract(ts.read_polygons(gpkg), _products(library), tile="40KCB")
-    by_json = ts.extract(ts.read_polygons(geojson), _products(library), tile="40KCB")
+    by_gpkg = ts.extract(read_polygons(gpkg), _products(library), tile="40KCB")
+    by_json = ts.extract(read_polygons(geojson), _products(library), tile="40KCB")
     columns = list(ts.CSV_COLUMNS)
     assert by_gpkg[columns].equals(by_json[columns])
 
@@ -223,7 +224,7 @@ def test_only_the_windows_around_the_polygons_are_read(
         return real(src, window)
 
     monkeypatch.setattr(zonal, "read_window", spy)
-    polygons = ts.read_polygons(write_geojson(tmp_path / "f.geojson", SHAPES[:1], NAMES[:1]))
+    polygons = read_polygons(write_geojson(tmp_path / "f.geojson", SHAPES[:1], NAMES[:1]))
     ts.extract(polygons, _products(library), tile="40KCB")
     # Masked index, raw index (10 m, the 4 x 4 box of A), cloud probability (20 m, 2 x 2).
     assert windows == [(2, 2, 4, 4), (2, 2, 4, 4), (1, 1, 2, 2)]
@@ -236,7 +237,7 @@ def test_a_polygon_covering_two_tiles_keeps_the_tile_with_more_pixels(
     add_product(library, "40KCB")
     add_product(library, "40KDB", x0=X0 + 40)
     shapes = [box(2, 2, 6, 6), box(5, 0, 11, 2)]  # A: 4 columns in 40KCB, 2 in 40KDB
-    polygons = ts.read_polygons(write_geojson(tmp_path / "two.geojson", shapes, ["a", "e"]))
+    polygons = read_polygons(write_geojson(tmp_path / "two.geojson", shapes, ["a", "e"]))
     [first] = ts.extract_tile(library, request(polygons), "40KCB")
     assert [r["tile"] for r in read_csv(first.csv)] == ["40KCB", "40KCB"]
     [second] = ts.extract_tile(library, request(polygons), "40KDB")
@@ -300,11 +301,11 @@ def test_unknown_cloud_cover_is_kept(library: Library) -> None:
 
 def test_bad_vector_files_name_the_file_and_feature(tmp_path: Path) -> None:
     with pytest.raises(TimeSeriesError, match=r"missing\.geojson: no such file"):
-        ts.read_polygons(tmp_path / "missing.geojson")
+        read_polygons(tmp_path / "missing.geojson")
     broken = tmp_path / "broken.geojson"
     broken.write_text("{not json")
     with pytest.raises(TimeSeriesError, match=r"broken\.geojson: unreadable"):
-        ts.read_polygons(broken)
+        read_polygons(broken)
     points = tmp_path / "points.geojson"
     points.write_text(
         json.dumps(
@@ -318,11 +319,11 @@ def test_bad_vector_files_name_the_file_and_feature(tmp_path: Path) -> None:
         )
     )
     with pytest.raises(TimeSeriesError, match=r"feature 1 has Point; valid: Polygon"):
-        ts.read_polygons(points)
+        read_polygons(points)
     fields = write_geojson(tmp_path / "fields.geojson", SHAPES[:1], NAMES[:1])
     with pytest.raises(TimeSeriesError, match=r"no attribute 'plot'.*attributes: name, count"):
-        ts.read_polygons(fields, id_field="plot")
-    assert [f.fid for f in ts.read_polygons(fields, id_field="name").features] == ["a"]
+        read_polygons(fields, id_field="plot")
+    assert [f.fid for f in read_polygons(fields, id_field="name").features] == ["a"]
 
 
 # ------------------------------------------------------------------- the Dagster asset
@@ -443,7 +444,7 @@ def test_definitions_wire_timeseries_by_tile_and_catalog_after_products(tmp_path
 
 def test_plots_can_be_left_out_but_the_preview_stays(library: Library, tmp_path: Path) -> None:
     add_product(library, "40KCB")
-    polygons = ts.read_polygons(write_geojson(tmp_path / "f.geojson", SHAPES[:2], NAMES[:2]))
+    polygons = read_polygons(write_geojson(tmp_path / "f.geojson", SHAPES[:2], NAMES[:2]))
     [result] = ts.extract_tile(library, request(polygons, plots=False), "40KCB")
     assert result.plots == () and not (result.csv.parent / "plots").exists()
     assert result.preview_png is not None and result.preview_png.startswith(b"\x89PNG")

@@ -20,6 +20,7 @@ import xarray as xr
 
 from s2_assets.library.tree import Library
 from s2_assets.outputs import timeseries as ts
+from s2_assets.outputs.polygons import Polygons, read_polygons
 from s2_assets.outputs.smoothing import Smoothing, smooth, smooth_polygon
 from s2_assets.outputs.timeseries_files import SeriesOptions, series_name, source_name
 from s2_assets.products import ProductName, acquisition_time
@@ -71,7 +72,7 @@ def test_raw_masked_shapefile_and_geopackage_runs_write_four_files(
         write_vector(tmp_path / "fields.shp", SHAPES[:2], NAMES[:2]),
         write_vector(tmp_path / "fields.gpkg", SHAPES[:2], NAMES[:2]),
     ):
-        polygons = ts.read_polygons(vector)  # shapefiles read like any other vector file
+        polygons = read_polygons(vector)  # shapefiles read like any other vector file
         for mask in (None, "CM001"):
             [result] = ts.extract_tile(library, request(polygons, mask=mask), "40KCB")
             written.add(result.csv.relative_to(library.root / "data" / "EXTRACTION"))
@@ -93,7 +94,7 @@ def test_netcdf_holds_the_csv_statistics_by_fid_and_time(library: Library, tmp_p
     later = DAY + timedelta(days=10)
     add_product(library, "40KCB")
     add_product(library, "40KCB", day=later)
-    polygons = ts.read_polygons(write_geojson(tmp_path / "f.geojson", SHAPES[:2], NAMES[:2]))
+    polygons = read_polygons(write_geojson(tmp_path / "f.geojson", SHAPES[:2], NAMES[:2]))
     [result] = ts.extract_tile(library, request(polygons), "40KCB")
     rows = read_csv(result.csv)
     assert len(rows) == 4
@@ -115,7 +116,7 @@ def test_csv_date_is_the_acquisition_time_the_catalogue_uses(
     library: Library, tmp_path: Path
 ) -> None:
     pid = add_product(library, "40KCB")
-    polygons = ts.read_polygons(write_geojson(tmp_path / "f.geojson", SHAPES[:1], NAMES[:1]))
+    polygons = read_polygons(write_geojson(tmp_path / "f.geojson", SHAPES[:1], NAMES[:1]))
     [result] = ts.extract_tile(library, request(polygons), "40KCB")
     [row] = read_csv(result.csv)
     when = acquisition_time(ProductName.parse(pid))
@@ -168,7 +169,7 @@ def test_compiled_periods_and_the_smoothed_column(library: Library, tmp_path: Pa
     days = [datetime(2024, 3, 5, 6, 35, 11, tzinfo=UTC) + timedelta(days=5 * k) for k in range(8)]
     for day in days:
         add_product(library, "40KCB", day=day, cldprb=False)
-    polygons = ts.read_polygons(write_geojson(tmp_path / "f.geojson", SHAPES[:1], NAMES[:1]))
+    polygons = read_polygons(write_geojson(tmp_path / "f.geojson", SHAPES[:1], NAMES[:1]))
     options = SeriesOptions(smoothing=Smoothing(window=5), compile=("monthly", "weekly", "all"))
     [result] = ts.extract_tile(library, request(polygons, options=options), "40KCB")
     rows = read_csv(result.csv)
@@ -191,14 +192,14 @@ def test_without_force_only_new_products_are_read(
     library: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     add_product(library, "40KCB")
-    polygons = ts.read_polygons(write_geojson(tmp_path / "f.geojson", SHAPES[:2], NAMES[:2]))
+    polygons = read_polygons(write_geojson(tmp_path / "f.geojson", SHAPES[:2], NAMES[:2]))
     [first] = ts.extract_tile(library, request(polygons, force=False), "40KCB")
     later = DAY + timedelta(days=5)
     add_product(library, "40KCB", day=later)
     read: list[str] = []
     real = ts.extract
 
-    def spy(polygons: ts.Polygons, products: Any, *, tile: str) -> pd.DataFrame:
+    def spy(polygons: Polygons, products: Any, *, tile: str) -> pd.DataFrame:
         read.extend(p.index_file.name for p in products)
         return real(polygons, products, tile=tile)
 

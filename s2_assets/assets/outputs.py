@@ -18,6 +18,7 @@ from s2_assets.assets.acquisitions import parse_day
 from s2_assets.errors import S2AssetsError
 from s2_assets.library.tree import Library
 from s2_assets.outputs import timeseries as ts
+from s2_assets.outputs.polygons import read_polygons
 from s2_assets.outputs.smoothing import Smoothing
 from s2_assets.outputs.stac import write_catalog
 from s2_assets.outputs.timeseries_files import PERIODS, SeriesOptions
@@ -120,7 +121,7 @@ def _request(config: TimeSeriesConfig, library: Library) -> ts.ExtractionRequest
     try:
         names = [n for v in config.indices for n in _index_names(v)]
         mask = str(parse_mask_spec(config.mask)) if config.mask.strip() else None
-        polygons = ts.read_polygons(
+        polygons = read_polygons(
             vector if vector.is_absolute() else library.root / vector,
             layer=config.layer or None,
             id_field=config.id_field or None,

@@ -19,8 +19,9 @@ from rasterio.warp import transform_geom
 
 from s2_assets.jobs.extraction_file import ExtractionJob, ExtractionTask
 from s2_assets.library.tree import Library
+from s2_assets.outputs.polygons import Polygons, read_polygons
 from s2_assets.outputs.stac_raster import CatalogError, footprint, read_raster_info
-from s2_assets.outputs.timeseries import RASTER_SUFFIXES, Polygons, read_polygons
+from s2_assets.outputs.timeseries import RASTER_SUFFIXES
 
 
 def tile_footprints(library: Library, index: str) -> dict[str, shapely.Geometry]:

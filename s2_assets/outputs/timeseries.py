@@ -1,9 +1,10 @@
 """sen2chain's time-series extraction: zonal statistics of a masked index per polygon and date.
 
 For each polygon of a vector file (Shapefile, GeoPackage or GeoJSON, any CRS: reprojected
-to each raster's CRS) and each index product of a tile whose date and scene cloud cover
-pass the request, statistics over the pixels whose centre lies in the polygon (rasterstats'
-rule, :mod:`s2_assets.outputs.zonal`), on stored int16 values, as sen2chain computes them:
+to each raster's CRS; read by :mod:`s2_assets.outputs.polygons`) and each index product of a
+tile whose date and scene cloud cover pass the request, statistics over the pixels whose
+centre lies in the polygon (rasterstats' rule, :mod:`s2_assets.outputs.zonal`), on stored
+int16 values, as sen2chain computes them:
 
 - ``count`` valid pixels of the masked index, ``nodata`` its pixels without a value (no data,
   masked, or beyond the raster's edge, as rasterstats' boundless read counts them);
@@ -25,126 +26,37 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyogrio.errors
-import pyogrio.raw
 import rasterio
-import shapely
 from affine import Affine
 from numpy.typing import NDArray
 from rasterio.errors import RasterioError
-from rasterio.warp import transform_geom
 
 from s2_assets.errors import S2AssetsError
 from s2_assets.library.tree import Library
+from s2_assets.outputs.polygons import Polygons, TimeSeriesError
 from s2_assets.outputs.timeseries_files import (
     STATISTICS,
     SeriesOptions,
     SeriesPlotter,
     publish_tile,
     series_name,
-    source_name,
     stored_tile_rows,
     write_plots,
 )
-from s2_assets.outputs.zonal import Zone, plain, read_zone, zone_on_grid, zone_stats
+from s2_assets.outputs.zonal import Zone, read_zone, zone_on_grid, zone_stats
 from s2_assets.products import ProductName, acquisition_time, qi_path, read_metadata
 
 STAT_COLUMNS = STATISTICS
 CSV_COLUMNS = ("date", "fid", "tile", "filename", *STAT_COLUMNS)
-POLYGON_TYPES = ("Polygon", "MultiPolygon")
 RASTER_SUFFIXES = (".tif", ".jp2")
 CLOUD_PROBABILITY = "MSK_CLDPRB_20m.jp2"
-
-
-class TimeSeriesError(S2AssetsError, ValueError):
-    """A vector file, a raster or an extraction request we cannot work with."""
-
-
-@dataclass(frozen=True)
-class Feature:
-    """One polygon: its id, its GeoJSON geometry in the layer's CRS, its attributes."""
-
-    fid: Any
-    geometry: dict[str, Any]
-    attributes: dict[str, Any]
-
-
-@dataclass
-class Polygons:
-    """The polygons of a vector file, and their copies reprojected to each raster CRS."""
-
-    path: Path
-    crs: str
-    features: tuple[Feature, ...]
-    attribute_names: tuple[str, ...]
-    _reprojected: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
-
-    @property
-    def stem(self) -> str:
-        return self.path.stem
-
-    @property
-    def source(self) -> str:
-        """The vector file in output names (:func:`s2_assets.outputs.timeseries_files.source_name`)."""
-        return source_name(self.path)
-
-    def in_crs(self, crs_wkt: str) -> list[dict[str, Any]]:
-        """Every feature's geometry in ``crs_wkt`` (computed once per CRS)."""
-        if crs_wkt not in self._reprojected:
-            self._reprojected[crs_wkt] = [
-                dict(transform_geom(self.crs, crs_wkt, f.geometry)) for f in self.features
-            ]
-        return self._reprojected[crs_wkt]
-
-
-def read_polygons(path: Path, *, layer: str | None = None, id_field: str | None = None) -> Polygons:
-    """Read the polygons of a Shapefile, GeoPackage or GeoJSON file.
-
-    ``fid`` is the value of ``id_field`` when given, else the feature's position (0, 1, …).
-
-    Raises:
-        TimeSeriesError: naming the file (and feature) when the file is unreadable, has no
-            CRS, lacks ``id_field``, or holds a feature that is not a polygon.
-    """
-    where = f"vector file {path}"
-    if not path.is_file():
-        raise TimeSeriesError(f"{where}: no such file (expected a .shp, .gpkg or .geojson file)")
-    try:
-        meta, _, geometries, columns = pyogrio.raw.read(
-            path, layer=layer or None, force_2d=True, datetime_as_string=True
-        )
-    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
-        raise TimeSeriesError(
-            f"{where}: unreadable ({exc}); valid: Shapefile, GeoPackage or GeoJSON"
-            + (f", layer {layer!r}" if layer else "")
-        ) from exc
-    if not meta.get("crs"):
-        raise TimeSeriesError(f"{where}: declares no coordinate reference system")
-    names = tuple(str(n) for n in meta["fields"])
-    if id_field and id_field not in names:
-        raise TimeSeriesError(
-            f"{where}: no attribute {id_field!r} for the feature id; attributes: "
-            + (", ".join(names) or "none")
-        )
-    features = []
-    for position, wkb in enumerate(geometries):
-        geometry = shapely.from_wkb(wkb) if wkb is not None else None
-        if geometry is None or geometry.is_empty or geometry.geom_type not in POLYGON_TYPES:
-            kind = "no geometry" if geometry is None or geometry.is_empty else geometry.geom_type
-            raise TimeSeriesError(
-                f"{where}: feature {position} has {kind}; valid: {', '.join(POLYGON_TYPES)}"
-            )
-        attributes = {name: plain(columns[i][position]) for i, name in enumerate(names)}
-        fid = attributes[id_field] if id_field else position
-        features.append(Feature(fid, shapely.geometry.mapping(geometry), attributes))
-    return Polygons(path, str(meta["crs"]), tuple(features), names)
 
 
 # ------------------------------------------------------------------------------ products

@@ -20,7 +20,7 @@ from s2_assets.jobs.extraction_file import (
 from s2_assets.jobs.extraction_plan import plan, tiles_touching
 from s2_assets.jobs.model import JobFileProblems
 from s2_assets.library.tree import Library
-from s2_assets.outputs.timeseries import read_polygons
+from s2_assets.outputs.polygons import read_polygons
 from s2_assets.settings import Settings
 from s2_assets.specs import INDEX_NAMES
 from s2_assets_tests.test_timeseries import DAY, NAMES, SHAPES, X0, add_product, box, write_geojson
