@@ -53,30 +53,32 @@ def read_table(path: Path) -> list[ProductRecord]:
     def column(name: str, default: object = None) -> list[Any]:
         return columns.get(name) or [default] * count
 
-    checksums = [_checksums(text) for text in column("checksums")]
     rows = zip(
         column("product_id"), column("level"), column("tile"), column("sensing_time"),
         column("cloud_cover"), column("baseline"), column("provider"), column("location"),
-        column("size"), column("online", True), column("remote_id"), checksums, strict=True,
+        column("size"), column("online", True), column("remote_id"), column("checksums"),
+        strict=True,
     )  # fmt: skip
-    return [
-        ProductRecord(
-            product_id=str(product_id),
-            level=str(level),
-            tile=str(tile),
-            sensing_time=_datetime(sensing),
-            cloud_cover=None if cloud is None or cloud != cloud else float(cloud),
-            baseline=str(baseline),
-            provider=str(provider),
-            location=str(location),
-            size=None if size is None or size != size else int(size),
-            online=bool(online),
-            remote_id=str(remote_id or ""),
-            checksums=sums,
-        )
-        for (product_id, level, tile, sensing, cloud, baseline, provider, location, size,
-             online, remote_id, sums) in rows  # fmt: skip
-    ]
+    return [_record(row) for row in rows]
+
+
+def _record(row: tuple[Any, ...]) -> ProductRecord:
+    product_id, level, tile, sensing, cloud, baseline, provider, location, size = row[:9]
+    online, remote_id, sums = row[9:]
+    return ProductRecord(
+        product_id=str(product_id),
+        level=str(level),
+        tile=str(tile),
+        sensing_time=_datetime(sensing),
+        cloud_cover=None if cloud is None or cloud != cloud else float(cloud),
+        baseline=str(baseline),
+        provider=str(provider),
+        location=str(location),
+        size=None if size is None or size != size else int(size),
+        online=bool(online),
+        remote_id=str(remote_id or ""),
+        checksums=_checksums(sums),
+    )
 
 
 def _datetime(value: object) -> datetime:
