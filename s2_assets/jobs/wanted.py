@@ -57,6 +57,19 @@ def day_outputs(
     whether it is present (the rules: this module's docstring)."""
     l1c = options.select([r for r in records if r.level == "L1C"])
     l2a = options.select([r for r in records if r.level == "L2A"])
+    return selected_outputs(options, l1c, l2a, disk, staged_providers)
+
+
+def selected_outputs(
+    options: TaskOptions,
+    l1c: Sequence[ProductRecord],
+    l2a: Sequence[ProductRecord],
+    disk: TileDisk,
+    staged_providers: Collection[str] = (),
+) -> list[tuple[Output, bool]]:
+    """:func:`day_outputs` of one day's L1C and L2A rows that ``options.select`` kept (the
+    planner selects a tile's whole table once: selection is row by row but for the highest
+    baseline of each level and sensing time, which never spans two days)."""
     by_acquisition: dict[Acquisition, tuple[list[ProductRecord], list[ProductRecord]]] = {}
     for record in l1c:
         by_acquisition.setdefault(acquisition_key(record.product_id), ([], []))[0].append(record)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from s2_assets.providers.base import ProductRecord
@@ -47,11 +48,14 @@ def read_table(path: Path) -> list[ProductRecord]:
     """
     if not path.is_file():
         return []
-    columns = pq.read_table(path).to_pydict()
-    count = len(next(iter(columns.values()), []))
+    table = pq.ParquetFile(path).read()
+    columns: dict[str, list[Any]] = {}
+    for name in table.column_names:
+        values = table.column(name)
+        columns[name] = _times(values) if name == "sensing_time" else values.to_pylist()
 
     def column(name: str, default: object = None) -> list[Any]:
-        return columns.get(name) or [default] * count
+        return columns.get(name) or [default] * table.num_rows
 
     rows = zip(
         column("product_id"), column("level"), column("tile"), column("sensing_time"),
@@ -69,7 +73,7 @@ def _record(row: tuple[Any, ...]) -> ProductRecord:
         product_id=str(product_id),
         level=str(level),
         tile=str(tile),
-        sensing_time=_datetime(sensing),
+        sensing_time=sensing,
         cloud_cover=None if cloud is None or cloud != cloud else float(cloud),
         baseline=str(baseline),
         provider=str(provider),
@@ -77,8 +81,22 @@ def _record(row: tuple[Any, ...]) -> ProductRecord:
         size=None if size is None or size != size else int(size),
         online=bool(online),
         remote_id=str(remote_id or ""),
-        checksums=_checksums(sums),
+        checksums=_checksums(sums) if sums else {},
     )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _times(column: pa.ChunkedArray) -> list[datetime]:
+    """Sensing times: UTC timestamps as integers (pyarrow's own conversion of each value
+    costs as much as the rest of the table), anything else value by value."""
+    kind = column.type
+    if pa.types.is_timestamp(kind) and kind.tz == "UTC" and not column.null_count:
+        # Below the microsecond is dropped, as a pandas Timestamp's to_pydatetime does.
+        micros = column.cast(pa.timestamp("us", tz="UTC"), safe=False).cast(pa.int64())
+        return [_EPOCH + timedelta(microseconds=us) for us in micros.to_pylist()]
+    return [_datetime(value) for value in column.to_pylist()]
 
 
 def _datetime(value: object) -> datetime:
@@ -88,7 +106,7 @@ def _datetime(value: object) -> datetime:
 
 
 def _checksums(text: object) -> dict[str, str]:
-    return dict(part.split(":", 1) for part in str(text or "").split(";") if part)
+    return dict(part.split(":", 1) for part in str(text).split(";") if part)
 
 
 def write_table(path: Path, records: Iterable[ProductRecord]) -> None:
