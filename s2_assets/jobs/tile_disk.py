@@ -2,13 +2,15 @@
 
 An acquisition (mission, sensing time, relative orbit, tile) is what an L1C and its L2A,
 downloaded or computed, have in common; masks and indices count for their acquisition
-whatever L2A id they were made from. Pure (no Dagster): it lists folders, never opens a
-raster, and hidden (half-written) files do not count.
+whatever L2A id they were made from. Pure (no Dagster): it lists a tile's folders, looks
+each wanted mask or index file up by its final name, never opens a raster; hidden
+(half-written) files do not count.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from s2_assets.library.tree import Library
 from s2_assets.products import ProductName
@@ -56,22 +58,43 @@ class TileDisk:
                 self.acquisitions[level].add(acquisition)
                 if level == "L2A":
                     self.l2a_ids.setdefault(acquisition, product_id)
-        self._masks: dict[Acquisition, set[str]] | None = None
-        self._indices: dict[str, dict[Acquisition, set[str]]] = {}
+        # Per index name ('' for the masks): its tile folder and product folders.
+        self._folders: dict[str, tuple[str, dict[Acquisition, list[str]]]] = {}
 
     def has(self, record: ProductRecord) -> bool:
         return record.product_id in self.ids.get(record.level, set())
 
-    def masks(self) -> dict[Acquisition, set[str]]:
-        if self._masks is None:
-            self._masks = _outputs_below(self.lib.mask_dir(self.tile, "_").parent, "")
-        return self._masks
+    def has_mask(self, acquisition: Acquisition, spec: str) -> bool:
+        """A cloud mask of ``spec`` for ``acquisition`` (from any of its L2A ids)."""
+        return self._has("", acquisition, spec)
 
-    def index(self, index: str) -> dict[Acquisition, set[str]]:
-        if index not in self._indices:
-            folder = self.lib.index_dir(index, self.tile, "_").parent
-            self._indices[index] = _outputs_below(folder, index)
-        return self._indices[index]
+    def has_index(self, index: str, acquisition: Acquisition, label: str) -> bool:
+        """``label`` (``NDVI`` or ``NDVI_<mask spec>``) of ``index`` for ``acquisition``."""
+        return self._has(index, acquisition, label)
+
+    def _has(self, index: str, acquisition: Acquisition, label: str) -> bool:
+        """``<folder>/<L2A id>/<L2A id>_<label>.tif|jp2`` for one of the acquisition's ids,
+        in the tile's mask folder (``index`` empty) or that index's.
+
+        One look-up per wanted file rather than a listing of every product folder: a tile's
+        ten years are 730 folders per output kind, each listing four system calls where a
+        look-up is one. A hidden (half-written) file never has the final name.
+        """
+        if index not in self._folders:
+            tile_dir = (
+                self.lib.index_dir(index, self.tile, "_") if index else
+                self.lib.mask_dir(self.tile, "_")
+            ).parent  # fmt: skip
+            self._folders[index] = (str(tile_dir), _folders_by_acquisition(tile_dir))
+        base, by_acquisition = self._folders[index]
+        for name in by_acquisition.get(acquisition, ()):
+            for ext in OUTPUT_FORMATS:
+                try:
+                    os.lstat(f"{base}/{name}/{name}_{label}{ext}")
+                except OSError:  # absent, or the entry is no folder
+                    continue
+                return True
+        return False
 
 
 def _products_in(folder: os.PathLike[str], level: str) -> list[str]:
@@ -88,30 +111,18 @@ def _products_in(folder: os.PathLike[str], level: str) -> list[str]:
     return sorted(found)
 
 
-def _outputs_below(folder: str | os.PathLike[str], index: str) -> dict[Acquisition, set[str]]:
-    """``<folder>/<L2A id>/<L2A id>_<suffix>.tif|jp2`` -> suffixes by acquisition.
-
-    For masks (``index`` empty) the suffix is the spec; for an index it is ``NDVI`` or
-    ``NDVI_<spec>``. Hidden files (half-written outputs) do not count.
-    """
-    found: dict[Acquisition, set[str]] = {}
+def _folders_by_acquisition(folder: Path) -> dict[Acquisition, list[str]]:
+    """The per-product folders (named by L2A id) of one tile's masks or one index, by
+    acquisition; entries that are no product name are ignored."""
+    found: dict[Acquisition, list[str]] = {}
     try:
-        products = list(os.scandir(folder))
-    except FileNotFoundError:
+        names = sorted(os.listdir(folder))
+    except (FileNotFoundError, NotADirectoryError):
         return found
-    for entry in products:
+    for name in names:
         try:
-            acquisition = acquisition_key(entry.name)
+            acquisition = acquisition_key(name)
         except ValueError:
             continue
-        prefix = f"{entry.name}_"
-        try:
-            files = os.listdir(entry.path)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        labels = found.setdefault(acquisition, set())
-        for file in files:
-            stem, ext = os.path.splitext(file)
-            if ext in OUTPUT_FORMATS and stem.startswith(prefix):
-                labels.add(stem[len(prefix) :])
+        found.setdefault(acquisition, []).append(name)
     return found

@@ -148,12 +148,11 @@ def _derived(
             else ""
         )
     found: list[tuple[Output, bool]] = []
-    if options.cloudmasks:
-        masks = disk.masks().get(acquisition, set())
-        for spec in options.cloudmasks:
-            found.append((Output("cloudmask", spec, source, "cloudmask"), spec in masks))
+    for spec in options.cloudmasks:
+        present = disk.has_mask(acquisition, spec)
+        found.append((Output("cloudmask", spec, source, "cloudmask"), present))
     for index in options.indices:
-        have = disk.index(index).get(acquisition, set())
         for label in (index, *(f"{index}_{spec}" for spec in options.cloudmasks)):
-            found.append((Output(index.lower(), label, source, "indices"), label in have))
+            present = disk.has_index(index, acquisition, label)
+            found.append((Output(index.lower(), label, source, "indices"), present))
     return found
