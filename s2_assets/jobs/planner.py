@@ -158,20 +158,22 @@ def plan_job(
     launch: dict[int, tuple[set[int], dict[str, set[TileDate]]]] = {}
     disks: dict[str, TileDisk] = {}
     failures: dict[str, dict[tuple[str, str], FailureRecord]] = {}
+    present_count = 0
     for key in sorted(governed, key=lambda k: (k.tile, k.date)):  # TileDate's own order
         task = governed[key]
         disk = disks.get(key.tile) or disks.setdefault(key.tile, TileDisk(lib, key.tile))
         if key.tile not in failures:
             failures[key.tile] = read_failures(lib.logs_dir, key.tile)
         task_options = options[task]
-        l1c, l2a = (selected[task][level].get(key.date, []) for level in ("L1C", "L2A"))
+        chosen = selected[task]
+        l1c, l2a = chosen["L1C"].get(key.date, ()), chosen["L2A"].get(key.date, ())
         outputs = selected_outputs(task_options, l1c, l2a, disk, staged_providers)
         held: set[str] = set()  # products whose level output cannot start now
         todo: set[str] = set()
+        plan.wanted += len(outputs)
         for output, present in outputs:
-            plan.wanted += 1
             if present:
-                plan.present += 1
+                present_count += 1
                 continue
             if key in in_progress.get(output.asset, ()):
                 plan.in_progress += 1
@@ -188,7 +190,11 @@ def plan_job(
                 held.add(output.product)
             elif output.asset in ("l1c", "l2a") or output.product not in held:
                 todo.add(output.asset)
-        if "l2a" not in todo and any(o.asset == "l2a" and o.product in held for o, _ in outputs):
+        if (
+            held
+            and "l2a" not in todo
+            and any(o.asset == "l2a" and o.product in held for o, _ in outputs)
+        ):
             # The L2A waits (tape, back-off): masks and indices of it cannot be made either.
             todo -= {o.asset for o, p in outputs if not p and o.stage in ("cloudmask", "indices")}
         todo = {a for a in todo if available is None or a in available}
@@ -202,6 +208,7 @@ def plan_job(
         tasks.add(task)
         for asset in todo:
             assets.setdefault(asset, set()).add(key)
+    plan.present = present_count
     for _, (tasks, assets) in sorted(launch.items()):
         tags = {JOB_TAG: job.jid, TASK_TAG: ",".join(str(t) for t in sorted(tasks))}
         # Never fill over a day whose files still wait on tape (a run would read them cold)

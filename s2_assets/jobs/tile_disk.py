@@ -51,15 +51,29 @@ class TileDisk:
         self.ids: dict[str, set[str]] = {"L1C": set(), "L2A": set()}
         self.acquisitions: dict[str, set[Acquisition]] = {"L1C": set(), "L2A": set()}
         self.l2a_ids: dict[Acquisition, str] = {}
+        # Product id -> acquisition: an L2A id names its folder, its mask and index folders
+        # and its catalogue row; parsed once.
+        self._keys: dict[str, Acquisition] = {}
         for level in ("L1C", "L2A"):
             for product_id in _products_in(lib.level_dir(level, tile), level):
                 self.ids[level].add(product_id)
-                acquisition = acquisition_key(product_id)
+                acquisition = self.acquisition(product_id)
                 self.acquisitions[level].add(acquisition)
                 if level == "L2A":
                     self.l2a_ids.setdefault(acquisition, product_id)
         # Per index name ('' for the masks): its tile folder and product folders.
         self._folders: dict[str, tuple[str, dict[Acquisition, list[str]]]] = {}
+
+    def acquisition(self, product_id: str) -> Acquisition:
+        """:func:`acquisition_key` of a product id of this tile (remembered).
+
+        Raises:
+            ValueError: ``product_id`` is no product name.
+        """
+        key = self._keys.get(product_id)
+        if key is None:
+            key = self._keys[product_id] = acquisition_key(product_id)
+        return key
 
     def has(self, record: ProductRecord) -> bool:
         return record.product_id in self.ids.get(record.level, set())
@@ -85,7 +99,7 @@ class TileDisk:
                 self.lib.index_dir(index, self.tile, "_") if index else
                 self.lib.mask_dir(self.tile, "_")
             ).parent  # fmt: skip
-            self._folders[index] = (str(tile_dir), _folders_by_acquisition(tile_dir))
+            self._folders[index] = (str(tile_dir), self._folders_below(tile_dir))
         base, by_acquisition = self._folders[index]
         for name in by_acquisition.get(acquisition, ()):
             for ext in OUTPUT_FORMATS:
@@ -95,6 +109,22 @@ class TileDisk:
                     continue
                 return True
         return False
+
+    def _folders_below(self, folder: Path) -> dict[Acquisition, list[str]]:
+        """The per-product folders (named by L2A id) of one tile's masks or one index, by
+        acquisition; entries that are no product name are ignored."""
+        found: dict[Acquisition, list[str]] = {}
+        try:
+            names = sorted(os.listdir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return found
+        for name in names:
+            try:
+                acquisition = self.acquisition(name)
+            except ValueError:
+                continue
+            found.setdefault(acquisition, []).append(name)
+        return found
 
 
 def _products_in(folder: os.PathLike[str], level: str) -> list[str]:
@@ -109,20 +139,3 @@ def _products_in(folder: os.PathLike[str], level: str) -> list[str]:
         if name.endswith(".SAFE") and f"MSI{level}" in name and entry.is_dir():
             found.append(name.removesuffix(".SAFE"))
     return sorted(found)
-
-
-def _folders_by_acquisition(folder: Path) -> dict[Acquisition, list[str]]:
-    """The per-product folders (named by L2A id) of one tile's masks or one index, by
-    acquisition; entries that are no product name are ignored."""
-    found: dict[Acquisition, list[str]] = {}
-    try:
-        names = sorted(os.listdir(folder))
-    except (FileNotFoundError, NotADirectoryError):
-        return found
-    for name in names:
-        try:
-            acquisition = acquisition_key(name)
-        except ValueError:
-            continue
-        found.setdefault(acquisition, []).append(name)
-    return found

@@ -18,11 +18,12 @@ ask the same question of the day they materialize.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from s2_assets.jobs.options import TaskOptions
-from s2_assets.jobs.tile_disk import Acquisition, TileDisk, acquisition_key
+from s2_assets.jobs.tile_disk import Acquisition, TileDisk
 from s2_assets.providers.base import ProductRecord
 
 
@@ -72,9 +73,9 @@ def selected_outputs(
     baseline of each level and sensing time, which never spans two days)."""
     by_acquisition: dict[Acquisition, tuple[list[ProductRecord], list[ProductRecord]]] = {}
     for record in l1c:
-        by_acquisition.setdefault(acquisition_key(record.product_id), ([], []))[0].append(record)
+        by_acquisition.setdefault(disk.acquisition(record.product_id), ([], []))[0].append(record)
     for record in l2a:
-        by_acquisition.setdefault(acquisition_key(record.product_id), ([], []))[1].append(record)
+        by_acquisition.setdefault(disk.acquisition(record.product_id), ([], []))[1].append(record)
     found: list[tuple[Output, bool]] = []
     for acquisition, (l1c_records, l2a_records) in sorted(by_acquisition.items()):
         found += _acquisition_outputs(
@@ -151,8 +152,18 @@ def _derived(
     for spec in options.cloudmasks:
         present = disk.has_mask(acquisition, spec)
         found.append((Output("cloudmask", spec, source, "cloudmask"), present))
-    for index in options.indices:
-        for label in (index, *(f"{index}_{spec}" for spec in options.cloudmasks)):
+    for index, asset, labels in _index_labels(options.indices, options.cloudmasks):
+        for label in labels:
             present = disk.has_index(index, acquisition, label)
-            found.append((Output(index.lower(), label, source, "indices"), present))
+            found.append((Output(asset, label, source, "indices"), present))
     return found
+
+
+@functools.cache
+def _index_labels(
+    indices: tuple[str, ...], masks: tuple[str, ...]
+) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    """Per index: its asset name and labels, raw and once per mask (asked per acquisition)."""
+    return tuple(
+        (index, index.lower(), (index, *(f"{index}_{spec}" for spec in masks))) for index in indices
+    )
