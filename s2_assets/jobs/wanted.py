@@ -101,12 +101,14 @@ def _acquisition_outputs(
 ) -> list[tuple[Output, bool]]:
     l2a_on_disk = acquisition in disk.acquisitions["L2A"]
     l1c_on_disk = [r for r in l1c if disk.has(r)]
-    cloud = next((r.cloud_cover for r in [*l2a, *l1c] if r.cloud_cover is not None), None)
     levels: list[tuple[Output, bool]] = []
     # What sen2chain's ref logic is for: the L2A (L1C) may go once the outputs exist.
-    removable = {rule.level for rule in options.remove if rule.matches(cloud)}
+    removable: set[str] = set()
+    if options.remove:
+        cloud = next((r.cloud_cover for r in [*l2a, *l1c] if r.cloud_cover is not None), None)
+        removable = {rule.level for rule in options.remove if rule.matches(cloud)}
     derived = _derived(options, acquisition, disk, l2a, l1c)
-    refs_done = bool(derived) and all(present for _, present in derived)
+    refs_done = bool(removable) and bool(derived) and all(present for _, present in derived)
     l2a_ok = l2a_on_disk or (refs_done and "l2a" in removable)
     if options.download == "l2a":
         levels += [(_fetch(r, staged), disk.has(r) or l2a_ok) for r in l2a]
