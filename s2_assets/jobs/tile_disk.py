@@ -103,11 +103,10 @@ class TileDisk:
         base, by_acquisition = self._folders[index]
         for name in by_acquisition.get(acquisition, ()):
             for ext in OUTPUT_FORMATS:
-                try:
-                    os.lstat(f"{base}/{name}/{name}_{label}{ext}")
-                except OSError:  # absent, or the entry is no folder
-                    continue
-                return True
+                # Existence only (the entry itself, as a listing shows it): no stat result
+                # to build, no exception when absent or when the entry is no folder.
+                if os.access(f"{base}/{name}/{name}_{label}{ext}", os.F_OK, follow_symlinks=False):
+                    return True
         return False
 
     def _folders_below(self, folder: Path) -> dict[Acquisition, list[str]]:
