@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from s2_assets.library import acquisitions as catalogue
 from s2_assets.providers.base import ProductRecord
@@ -97,6 +98,39 @@ def test_parquet_round_trip(tmp_path: Path) -> None:
     assert str(frame["cloud_cover"].dtype) == "float64"
     assert str(frame["size"].dtype) == "Int64"
     assert frame["date"].tolist() == ["2024-01-01", "2024-01-02"]
+
+
+@pytest.mark.filterwarnings("ignore:Discarding nonzero nanoseconds")  # as from_row does
+def test_a_table_of_an_older_layout_reads_as_row_by_row(tmp_path: Path) -> None:
+    """The column-wise reader gives what ``ProductRecord.from_row`` makes of each row, also
+    for a table with nanosecond times, NaN cover, a null flag and columns it lacks."""
+    path = tmp_path / "old.parquet"
+    frame = pd.DataFrame(
+        {
+            "product_id": [record(1).product_id, record(2).product_id],
+            "level": ["L1C", "L1C"],
+            "tile": ["40KCB", "40KCB"],
+            "sensing_time": pd.to_datetime(
+                ["2024-01-01T06:35:11.000000001Z", "2024-01-02T06:35:11.000000000Z"], utc=True
+            ),
+            "cloud_cover": [float("nan"), 3.5],
+            "baseline": ["05.10", "05.10"],
+            "provider": ["archive", "archive"],
+            "location": ["/a.zip", "/b.zip"],
+            "online": pd.array([None, True], dtype="boolean"),
+        }
+    )
+    frame.to_parquet(path, index=False)
+    rows = pd.read_parquet(path).astype(object)
+    expected = [
+        ProductRecord.from_row({k: (None if v is pd.NA or v != v else v) for k, v in row.items()})
+        for row in rows.to_dict("records")
+    ]
+    back = catalogue.read_table(path)
+    assert back == expected
+    assert back[0].cloud_cover is None and back[0].online is False and back[1].online is True
+    assert back[0].size is None and back[0].checksums == {} and back[0].remote_id == ""
+    assert back[1].sensing_time == datetime(2024, 1, 2, 6, 35, 11, tzinfo=UTC)
 
 
 def test_all_unknown_cloud_and_size_round_trip(tmp_path: Path) -> None:

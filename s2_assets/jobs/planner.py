@@ -28,7 +28,7 @@ from datetime import date, datetime, timedelta
 from s2_assets.jobs.model import JobFile, task_chunks
 from s2_assets.jobs.options import JOB_TAG, TASK_TAG, TaskOptions
 from s2_assets.jobs.tile_disk import TileDisk
-from s2_assets.jobs.wanted import Output, day_outputs
+from s2_assets.jobs.wanted import Output, selected_outputs
 from s2_assets.library import acquisitions as catalogue
 from s2_assets.library.failures import FailureRecord, read_failures
 from s2_assets.library.tree import Library
@@ -137,10 +137,6 @@ def plan_job(
     reader = read_table or (lambda tile: catalogue.read_table(lib.acquisitions_path(tile)))
     wanted_tiles = sorted(set(job.tiles) if tiles is None else set(job.tiles) & set(tiles))
     tables = {tile: reader(tile) for tile in wanted_tiles}
-    by_day: dict[TileDate, list[ProductRecord]] = {}
-    for tile, records in tables.items():
-        for record in records:
-            by_day.setdefault(TileDate(tile, record.date), []).append(record)
     governed = governed_days(job, tables, today)
     options = {t.index: TaskOptions.from_task(job, t) for t in job.enabled_tasks}
     chunk_of = {
@@ -148,23 +144,36 @@ def plan_job(
         for n, chunk in enumerate(task_chunks(job.enabled_tasks, job.settings.process_by_line))
         for task in chunk
     }
+    tile_of = {t.index: t.tile for t in job.enabled_tasks}
+    # Each row's products, selected once over its tile's table, by level and day.
+    selected: dict[int, dict[str, dict[date, list[ProductRecord]]]] = {}
+    for index in set(governed.values()):
+        by_level: dict[str, dict[date, list[ProductRecord]]] = {"L1C": {}, "L2A": {}}
+        for level, days in by_level.items():
+            rows = [r for r in tables[tile_of[index]] if r.level == level]
+            for record in options[index].select(rows):
+                days.setdefault(record.date, []).append(record)
+        selected[index] = by_level
     plan = JobPlan(job.jid)
     launch: dict[int, tuple[set[int], dict[str, set[TileDate]]]] = {}
     disks: dict[str, TileDisk] = {}
     failures: dict[str, dict[tuple[str, str], FailureRecord]] = {}
-    for key in sorted(governed):
+    present_count = 0
+    for key in sorted(governed, key=lambda k: (k.tile, k.date)):  # TileDate's own order
         task = governed[key]
         disk = disks.get(key.tile) or disks.setdefault(key.tile, TileDisk(lib, key.tile))
         if key.tile not in failures:
             failures[key.tile] = read_failures(lib.logs_dir, key.tile)
         task_options = options[task]
-        outputs = day_outputs(task_options, by_day[key], disk, staged_providers)
+        chosen = selected[task]
+        l1c, l2a = chosen["L1C"].get(key.date, ()), chosen["L2A"].get(key.date, ())
+        outputs = selected_outputs(task_options, l1c, l2a, disk, staged_providers)
         held: set[str] = set()  # products whose level output cannot start now
         todo: set[str] = set()
+        plan.wanted += len(outputs)
         for output, present in outputs:
-            plan.wanted += 1
             if present:
-                plan.present += 1
+                present_count += 1
                 continue
             if key in in_progress.get(output.asset, ()):
                 plan.in_progress += 1
@@ -181,7 +190,11 @@ def plan_job(
                 held.add(output.product)
             elif output.asset in ("l1c", "l2a") or output.product not in held:
                 todo.add(output.asset)
-        if "l2a" not in todo and any(o.asset == "l2a" and o.product in held for o, _ in outputs):
+        if (
+            held
+            and "l2a" not in todo
+            and any(o.asset == "l2a" and o.product in held for o, _ in outputs)
+        ):
             # The L2A waits (tape, back-off): masks and indices of it cannot be made either.
             todo -= {o.asset for o, p in outputs if not p and o.stage in ("cloudmask", "indices")}
         todo = {a for a in todo if available is None or a in available}
@@ -195,6 +208,7 @@ def plan_job(
         tasks.add(task)
         for asset in todo:
             assets.setdefault(asset, set()).add(key)
+    plan.present = present_count
     for _, (tasks, assets) in sorted(launch.items()):
         tags = {JOB_TAG: job.jid, TASK_TAG: ",".join(str(t) for t in sorted(tasks))}
         # Never fill over a day whose files still wait on tape (a run would read them cold)

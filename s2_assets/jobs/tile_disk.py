@@ -2,13 +2,15 @@
 
 An acquisition (mission, sensing time, relative orbit, tile) is what an L1C and its L2A,
 downloaded or computed, have in common; masks and indices count for their acquisition
-whatever L2A id they were made from. Pure (no Dagster): it lists folders, never opens a
-raster, and hidden (half-written) files do not count.
+whatever L2A id they were made from. Pure (no Dagster): it lists a tile's folders, looks
+each wanted mask or index file up by its final name, never opens a raster; hidden
+(half-written) files do not count.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from s2_assets.library.tree import Library
 from s2_assets.products import ProductName
@@ -49,29 +51,79 @@ class TileDisk:
         self.ids: dict[str, set[str]] = {"L1C": set(), "L2A": set()}
         self.acquisitions: dict[str, set[Acquisition]] = {"L1C": set(), "L2A": set()}
         self.l2a_ids: dict[Acquisition, str] = {}
+        # Product id -> acquisition: an L2A id names its folder, its mask and index folders
+        # and its catalogue row; parsed once.
+        self._keys: dict[str, Acquisition] = {}
         for level in ("L1C", "L2A"):
             for product_id in _products_in(lib.level_dir(level, tile), level):
                 self.ids[level].add(product_id)
-                acquisition = acquisition_key(product_id)
+                acquisition = self.acquisition(product_id)
                 self.acquisitions[level].add(acquisition)
                 if level == "L2A":
                     self.l2a_ids.setdefault(acquisition, product_id)
-        self._masks: dict[Acquisition, set[str]] | None = None
-        self._indices: dict[str, dict[Acquisition, set[str]]] = {}
+        # Per index name ('' for the masks): its tile folder and product folders.
+        self._folders: dict[str, tuple[str, dict[Acquisition, list[str]]]] = {}
+
+    def acquisition(self, product_id: str) -> Acquisition:
+        """:func:`acquisition_key` of a product id of this tile (remembered).
+
+        Raises:
+            ValueError: ``product_id`` is no product name.
+        """
+        key = self._keys.get(product_id)
+        if key is None:
+            key = self._keys[product_id] = acquisition_key(product_id)
+        return key
 
     def has(self, record: ProductRecord) -> bool:
         return record.product_id in self.ids.get(record.level, set())
 
-    def masks(self) -> dict[Acquisition, set[str]]:
-        if self._masks is None:
-            self._masks = _outputs_below(self.lib.mask_dir(self.tile, "_").parent, "")
-        return self._masks
+    def has_mask(self, acquisition: Acquisition, spec: str) -> bool:
+        """A cloud mask of ``spec`` for ``acquisition`` (from any of its L2A ids)."""
+        return self._has("", acquisition, spec)
 
-    def index(self, index: str) -> dict[Acquisition, set[str]]:
-        if index not in self._indices:
-            folder = self.lib.index_dir(index, self.tile, "_").parent
-            self._indices[index] = _outputs_below(folder, index)
-        return self._indices[index]
+    def has_index(self, index: str, acquisition: Acquisition, label: str) -> bool:
+        """``label`` (``NDVI`` or ``NDVI_<mask spec>``) of ``index`` for ``acquisition``."""
+        return self._has(index, acquisition, label)
+
+    def _has(self, index: str, acquisition: Acquisition, label: str) -> bool:
+        """``<folder>/<L2A id>/<L2A id>_<label>.tif|jp2`` for one of the acquisition's ids,
+        in the tile's mask folder (``index`` empty) or that index's.
+
+        One look-up per wanted file rather than a listing of every product folder: a tile's
+        ten years are 730 folders per output kind, each listing four system calls where a
+        look-up is one. A hidden (half-written) file never has the final name.
+        """
+        if index not in self._folders:
+            tile_dir = (
+                self.lib.index_dir(index, self.tile, "_") if index else
+                self.lib.mask_dir(self.tile, "_")
+            ).parent  # fmt: skip
+            self._folders[index] = (str(tile_dir), self._folders_below(tile_dir))
+        base, by_acquisition = self._folders[index]
+        for name in by_acquisition.get(acquisition, ()):
+            for ext in OUTPUT_FORMATS:
+                # Existence only (the entry itself, as a listing shows it): no stat result
+                # to build, no exception when absent or when the entry is no folder.
+                if os.access(f"{base}/{name}/{name}_{label}{ext}", os.F_OK, follow_symlinks=False):
+                    return True
+        return False
+
+    def _folders_below(self, folder: Path) -> dict[Acquisition, list[str]]:
+        """The per-product folders (named by L2A id) of one tile's masks or one index, by
+        acquisition; entries that are no product name are ignored."""
+        found: dict[Acquisition, list[str]] = {}
+        try:
+            names = sorted(os.listdir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return found
+        for name in names:
+            try:
+                acquisition = self.acquisition(name)
+            except ValueError:
+                continue
+            found.setdefault(acquisition, []).append(name)
+        return found
 
 
 def _products_in(folder: os.PathLike[str], level: str) -> list[str]:
@@ -86,32 +138,3 @@ def _products_in(folder: os.PathLike[str], level: str) -> list[str]:
         if name.endswith(".SAFE") and f"MSI{level}" in name and entry.is_dir():
             found.append(name.removesuffix(".SAFE"))
     return sorted(found)
-
-
-def _outputs_below(folder: str | os.PathLike[str], index: str) -> dict[Acquisition, set[str]]:
-    """``<folder>/<L2A id>/<L2A id>_<suffix>.tif|jp2`` -> suffixes by acquisition.
-
-    For masks (``index`` empty) the suffix is the spec; for an index it is ``NDVI`` or
-    ``NDVI_<spec>``. Hidden files (half-written outputs) do not count.
-    """
-    found: dict[Acquisition, set[str]] = {}
-    try:
-        products = list(os.scandir(folder))
-    except FileNotFoundError:
-        return found
-    for entry in products:
-        try:
-            acquisition = acquisition_key(entry.name)
-        except ValueError:
-            continue
-        prefix = f"{entry.name}_"
-        try:
-            files = os.listdir(entry.path)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        labels = found.setdefault(acquisition, set())
-        for file in files:
-            stem, ext = os.path.splitext(file)
-            if ext in OUTPUT_FORMATS and stem.startswith(prefix):
-                labels.add(stem[len(prefix) :])
-    return found

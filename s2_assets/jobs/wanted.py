@@ -18,11 +18,12 @@ ask the same question of the day they materialize.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from s2_assets.jobs.options import TaskOptions
-from s2_assets.jobs.tile_disk import Acquisition, TileDisk, acquisition_key
+from s2_assets.jobs.tile_disk import Acquisition, TileDisk
 from s2_assets.providers.base import ProductRecord
 
 
@@ -57,11 +58,24 @@ def day_outputs(
     whether it is present (the rules: this module's docstring)."""
     l1c = options.select([r for r in records if r.level == "L1C"])
     l2a = options.select([r for r in records if r.level == "L2A"])
+    return selected_outputs(options, l1c, l2a, disk, staged_providers)
+
+
+def selected_outputs(
+    options: TaskOptions,
+    l1c: Sequence[ProductRecord],
+    l2a: Sequence[ProductRecord],
+    disk: TileDisk,
+    staged_providers: Collection[str] = (),
+) -> list[tuple[Output, bool]]:
+    """:func:`day_outputs` of one day's L1C and L2A rows that ``options.select`` kept (the
+    planner selects a tile's whole table once: selection is row by row but for the highest
+    baseline of each level and sensing time, which never spans two days)."""
     by_acquisition: dict[Acquisition, tuple[list[ProductRecord], list[ProductRecord]]] = {}
     for record in l1c:
-        by_acquisition.setdefault(acquisition_key(record.product_id), ([], []))[0].append(record)
+        by_acquisition.setdefault(disk.acquisition(record.product_id), ([], []))[0].append(record)
     for record in l2a:
-        by_acquisition.setdefault(acquisition_key(record.product_id), ([], []))[1].append(record)
+        by_acquisition.setdefault(disk.acquisition(record.product_id), ([], []))[1].append(record)
     found: list[tuple[Output, bool]] = []
     for acquisition, (l1c_records, l2a_records) in sorted(by_acquisition.items()):
         found += _acquisition_outputs(
@@ -87,12 +101,14 @@ def _acquisition_outputs(
 ) -> list[tuple[Output, bool]]:
     l2a_on_disk = acquisition in disk.acquisitions["L2A"]
     l1c_on_disk = [r for r in l1c if disk.has(r)]
-    cloud = next((r.cloud_cover for r in [*l2a, *l1c] if r.cloud_cover is not None), None)
     levels: list[tuple[Output, bool]] = []
     # What sen2chain's ref logic is for: the L2A (L1C) may go once the outputs exist.
-    removable = {rule.level for rule in options.remove if rule.matches(cloud)}
+    removable: set[str] = set()
+    if options.remove:
+        cloud = next((r.cloud_cover for r in [*l2a, *l1c] if r.cloud_cover is not None), None)
+        removable = {rule.level for rule in options.remove if rule.matches(cloud)}
     derived = _derived(options, acquisition, disk, l2a, l1c)
-    refs_done = bool(derived) and all(present for _, present in derived)
+    refs_done = bool(removable) and bool(derived) and all(present for _, present in derived)
     l2a_ok = l2a_on_disk or (refs_done and "l2a" in removable)
     if options.download == "l2a":
         levels += [(_fetch(r, staged), disk.has(r) or l2a_ok) for r in l2a]
@@ -135,12 +151,21 @@ def _derived(
             else ""
         )
     found: list[tuple[Output, bool]] = []
-    if options.cloudmasks:
-        masks = disk.masks().get(acquisition, set())
-        for spec in options.cloudmasks:
-            found.append((Output("cloudmask", spec, source, "cloudmask"), spec in masks))
-    for index in options.indices:
-        have = disk.index(index).get(acquisition, set())
-        for label in (index, *(f"{index}_{spec}" for spec in options.cloudmasks)):
-            found.append((Output(index.lower(), label, source, "indices"), label in have))
+    for spec in options.cloudmasks:
+        present = disk.has_mask(acquisition, spec)
+        found.append((Output("cloudmask", spec, source, "cloudmask"), present))
+    for index, asset, labels in _index_labels(options.indices, options.cloudmasks):
+        for label in labels:
+            present = disk.has_index(index, acquisition, label)
+            found.append((Output(asset, label, source, "indices"), present))
     return found
+
+
+@functools.cache
+def _index_labels(
+    indices: tuple[str, ...], masks: tuple[str, ...]
+) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    """Per index: its asset name and labels, raw and once per mask (asked per acquisition)."""
+    return tuple(
+        (index, index.lower(), (index, *(f"{index}_{spec}" for spec in masks))) for index in indices
+    )
