@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import jsonschema
 import numpy as np
 import pystac
 import pytest
@@ -362,6 +363,37 @@ def test_extension_schemas_catch_bad_fields(built: Library) -> None:
     for document in (both, bad_band, bad_cover):
         with pytest.raises(pystac.STACValidationError):
             validate_dict(document, href=str(path), validator=OfflineValidator())
+
+
+def test_each_projection_version_forbids_the_other_versions_crs_field(built: Library) -> None:
+    """Why no catalogue carries proj:epsg beside proj:code: the published schemas of
+    projection v2.0.0 and v1.1.0 reject a ``proj:`` field they do not define (on the item's
+    properties and on each asset), while letting through any field without that prefix."""
+    path = next(p for p in _json_files(built) if "/ndvi/S2" in str(p))
+    item = json.loads(path.read_text())
+    v1_item = catalog_stac.with_epsg(json.loads(path.read_text()))
+    assert item["properties"]["proj:code"] == "EPSG:32740"
+    assert v1_item["properties"]["proj:epsg"] == 32740
+    cases = [  # (item as written, schema it declares, the other version's field and value)
+        (item, "projection-v2.0.0.json", "proj:epsg", 32740),
+        (v1_item, "projection-v1.1.0.json", "proj:code", "EPSG:32740"),
+    ]
+    for document, name, field, value in cases:
+        schema = json.loads((SCHEMAS / name).read_text())
+        assert schema["$id"] in document["stac_extensions"]
+        validator = jsonschema.Draft7Validator(schema)
+        fields = jsonschema.Draft7Validator(schema["definitions"]["fields"])
+        assert validator.is_valid(document)
+        for where in ("properties", "asset"):
+            both = json.loads(json.dumps(document))
+            target = both["properties"] if where == "properties" else both["assets"]["NDVI"]
+            target[field] = value
+            assert not validator.is_valid(both), (name, where)
+            [error] = fields.iter_errors(target)
+            assert error.validator == "additionalProperties" and repr(field) in error.message
+            other = json.loads(json.dumps(document))
+            other["properties"]["s2:crs_note"] = value  # no proj: prefix: allowed
+            assert validator.is_valid(other)
 
 
 def _items(library: Library, *, absolute: bool = False) -> list[dict[str, Any]]:

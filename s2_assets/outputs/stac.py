@@ -148,8 +148,9 @@ PROJECTION_V1_1 = "https://stac-extensions.github.io/projection/v1.1.0/schema.js
 
 def with_epsg(document: dict[str, Any]) -> dict[str, Any]:
     """An item for loaders that read ``proj:epsg`` (stackstac 0.5): projection v1.1.0's
-    ``proj:epsg`` in place of v2.0.0's ``proj:code``. No projection schema allows both in
-    one document (v1.1.0 lacks ``proj:code``, v2.0.0 removed ``proj:epsg``)."""
+    ``proj:epsg`` in place of v2.0.0's ``proj:code``. Neither schema allows both in one
+    document: each rejects a ``proj:`` field it does not define (v1.1.0 has no
+    ``proj:code``, v2.0.0 removed ``proj:epsg``)."""
     document["stac_extensions"] = [
         PROJECTION_V1_1 if uri == PROJECTION_V2 else uri for uri in document["stac_extensions"]
     ]
