@@ -113,7 +113,8 @@ def to_dataset(merged: pd.DataFrame, attribute_columns: Sequence[str]) -> xr.Dat
     per_fid = frame.drop_duplicates("fid").set_index("fid")
     for column in attribute_columns:
         values = per_fid[column].reindex(dataset["fid"].to_numpy())
-        if values.dtype == object:
+        # Text columns: object dtype in pandas 2, the ``str`` dtype in pandas 3.
+        if pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values.dtype):
             values = values.fillna("").astype(str)
         dataset = dataset.assign_coords({column: ("fid", values.to_numpy())})
     dataset["time"].attrs["description"] = "acquisition time: sensing start in the product name"
