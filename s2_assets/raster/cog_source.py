@@ -36,8 +36,10 @@ from s2_assets.raster.types import Grid, RasterError
 
 _GDAL_TYPES = {"uint8": "Byte", "int16": "Int16", "uint16": "UInt16", "float32": "Float32"}
 
-# A band of full-width rows -> the compressed bytes of its tiles, left to right.
-Encode = Callable[[NDArray[Any]], list[bytes]]
+# Takes the compressed bytes of a band's tiles, left to right (valid during the call only).
+TileSink = Callable[[list[memoryview]], None]
+# Compresses a band of full-width rows into its tiles and hands them to the sink.
+Encode = Callable[[NDArray[Any], TileSink], None]
 
 
 class TileLayer:
@@ -103,19 +105,22 @@ class TileLayer:
         return np.frombuffer(data, dtype=self._dtype).reshape(bottom - top, self.width)
 
     def _compress(self, band: int, values: NDArray[Any]) -> None:
-        tiles = self._encode(np.ascontiguousarray(values, dtype=self._dtype))
-        expected = -(-self.width // self._block)
-        if len(tiles) != expected:
-            raise RasterError(f"{len(tiles)} tiles encoded for a row of {expected}")
-        if self._tiles is None:
-            self._tiles = open(self._tiles_path, "wb", buffering=0)  # noqa: SIM115 (closed in close())
-        # GDAL's COG block leader (the tile's size) and trailer (its last 4 bytes again).
-        framed = b"".join(
-            piece for tile in tiles for piece in (struct.pack("<I", len(tile)), tile, tile[-4:])
-        )
-        self._tiles.write(framed)
-        self.bands[band] = (self._tiles_size, [len(tile) for tile in tiles])
-        self._tiles_size += len(framed)
+        def append(tiles: list[memoryview]) -> None:
+            expected = -(-self.width // self._block)
+            if len(tiles) != expected:
+                raise RasterError(f"{len(tiles)} tiles encoded for a row of {expected}")
+            if self._tiles is None:
+                self._tiles = open(self._tiles_path, "wb", buffering=0)  # noqa: SIM115 (closed in close())
+            # GDAL's COG block leader (the tile's size) and trailer (its last 4 bytes
+            # again) around each tile; one gathered write, no joined copy.
+            pieces: list[memoryview | bytes] = [
+                piece for tile in tiles for piece in (struct.pack("<I", len(tile)), tile, tile[-4:])
+            ]
+            length = _write_all(self._tiles.fileno(), pieces)
+            self.bands[band] = (self._tiles_size, [len(tile) for tile in tiles])
+            self._tiles_size += length
+
+        self._encode(np.ascontiguousarray(values, dtype=self._dtype), append)
 
     def check_complete(self) -> None:
         if len(self.bands) != len(self._pending):
@@ -270,6 +275,19 @@ def header_of(template: bytes) -> bytes:
     _, ifds = tile_arrays(template)
     first = min(value for arrays in ifds for value in arrays.offset_values)
     return template[: first - 4]
+
+
+def _write_all(fd: int, pieces: list[memoryview | bytes]) -> int:
+    """Write ``pieces`` in order with gathered writes; returns the bytes written."""
+    total = sum(len(piece) for piece in pieces)
+    while pieces:
+        written = os.writev(fd, pieces[:512])
+        while pieces and written >= len(pieces[0]):
+            written -= len(pieces[0])
+            pieces = pieces[1:]
+        if pieces and written:
+            pieces = [memoryview(pieces[0])[written:], *pieces[1:]]
+    return total
 
 
 def _copy_pieces(pieces: list[tuple[Path, int, int]], out: BinaryIO) -> None:

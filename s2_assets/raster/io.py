@@ -32,7 +32,7 @@ from rasterio.io import MemoryFile
 from rasterio.shutil import copy as gdal_copy
 from rasterio.windows import Window
 
-from s2_assets.raster.cog_source import CogTiles, header_of
+from s2_assets.raster.cog_source import CogTiles, TileSink, header_of
 from s2_assets.raster.overviews import cog_levels
 from s2_assets.raster.tiff_layout import tile_arrays
 from s2_assets.raster.types import Grid, RasterError
@@ -152,7 +152,7 @@ def _tile_encoder(output: OutputFormat, *, nodata: float) -> Any:
     512 px tiles in memory, the tiles then read back compressed."""
     options = output.creation_options()
 
-    def encode(values: NDArray[Any]) -> list[bytes]:
+    def encode(values: NDArray[Any], sink: TileSink) -> None:
         height, width = values.shape
         with MemoryFile() as memory, warnings.catch_warnings():
             # The band has no georeferencing: only its tiles are kept.
@@ -171,10 +171,11 @@ def _tile_encoder(output: OutputFormat, *, nodata: float) -> Any:
                 order, (arrays,) = tile_arrays(data)
                 counts = arrays.byte_counts
                 sizes = struct.unpack_from(f"{order}{counts.count}{counts.code}", data, counts.position)
-                return [
-                    bytes(data[offset : offset + size])
+                # Views into GDAL's in-memory file, handed on without a copy.
+                sink([
+                    data[offset : offset + size]
                     for offset, size in zip(arrays.offset_values, sizes, strict=True)
-                ]
+                ])  # fmt: skip
             finally:
                 data.release()
 
