@@ -1,11 +1,12 @@
-"""Raster reading and writing: the only module that touches rasterio (and so GDAL).
+"""Raster reading and writing: with ``cog_encode.py``, the only modules that touch
+rasterio (and so GDAL).
 
 Reads are whole-width row ranges at native resolution (never through overviews or
 JPEG2000 resolution levels, which invent SCL classes and probabilities above 100).
-A COG with nearest-neighbour overviews is compressed while its strips arrive, tile row
-by tile row, by GDAL's GeoTIFF writer, and assembled from the compressed tiles under the
-header GDAL's COG driver writes for it (``cog_source.py``): the driver's file, byte for
-byte, each pixel compressed once. Other outputs go to a hidden uncompressed tiled GeoTIFF
+A COG with nearest-neighbour overviews is compressed while its strips arrive, one row of
+512 px tiles at a time, as GDAL's GeoTIFF writer compresses them, and assembled from the
+compressed tiles under the header GDAL's COG driver writes for it (``cog_source.py``,
+``cog_encode.py``): the driver's file, byte for byte, each pixel compressed once. Other outputs go to a hidden uncompressed tiled GeoTIFF
 beside the final file, written strip by strip, then converted once into the final COG
 (or JPEG2000). Either way the file is written under a temporary name that is renamed
 into place: nothing half-written ever carries the final name.
@@ -16,9 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import struct
-import threading
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +25,13 @@ from typing import Any
 import numpy as np
 import rasterio
 from numpy.typing import NDArray
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
-from rasterio.io import MemoryFile
+from rasterio.errors import RasterioError
 from rasterio.shutil import copy as gdal_copy
 from rasterio.windows import Window
 
-from s2_assets.raster.cog_source import CogTiles, TileSink, header_of
+from s2_assets.raster.cog_encode import cog_header, tile_encoder
+from s2_assets.raster.cog_source import CogTiles
 from s2_assets.raster.overviews import cog_levels
-from s2_assets.raster.tiff_layout import tile_arrays
 from s2_assets.raster.types import Grid, RasterError
 
 # GDAL's block cache. Reads are aligned to JPEG2000 tile rows, so the cache holds decoded
@@ -146,68 +143,6 @@ class OutputFormat:
         }
 
 
-def _tile_encoder(output: OutputFormat, *, nodata: float) -> Any:
-    """A function compressing a band of rows into its COG tiles, as the COG driver would:
-    GDAL's GeoTIFF writer with the COG's compression, level and predictor, one band of
-    512 px tiles in memory, the tiles then read back compressed."""
-    options = output.creation_options()
-
-    def encode(values: NDArray[Any], sink: TileSink) -> None:
-        height, width = values.shape
-        with MemoryFile() as memory, warnings.catch_warnings():
-            # The band has no georeferencing: only its tiles are kept.
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with memory.open(
-                driver="GTiff", width=width, height=height, count=1, dtype=values.dtype.name,
-                nodata=nodata, tiled=True, blockxsize=COG_BLOCK, blockysize=COG_BLOCK,
-                COMPRESS=options["COMPRESS"], ZSTD_LEVEL=options["LEVEL"],
-                # The COG driver's PREDICTOR=YES: horizontal differencing for integers.
-                PREDICTOR="3" if values.dtype.kind == "f" else "2",
-                NUM_THREADS=options["NUM_THREADS"], BIGTIFF="NO",
-            ) as band:  # fmt: skip
-                band.write(values[np.newaxis])
-            data = memoryview(memory.getbuffer())
-            try:
-                order, (arrays,) = tile_arrays(data)
-                counts = arrays.byte_counts
-                sizes = struct.unpack_from(f"{order}{counts.count}{counts.code}", data, counts.position)
-                # Views into GDAL's in-memory file, handed on without a copy.
-                sink([
-                    data[offset : offset + size]
-                    for offset, size in zip(arrays.offset_values, sizes, strict=True)
-                ])  # fmt: skip
-            finally:
-                data.release()
-
-    return encode
-
-
-_HEADERS: dict[tuple[Any, ...], bytes] = {}
-_HEADERS_LOCK = threading.Lock()
-
-
-def _cog_header(tiles: CogTiles, output: OutputFormat, part: Path) -> bytes:
-    """The header the COG driver writes for this raster (cached by what it depends on):
-    the driver run on pixel-less VRTs of the same size, levels and metadata."""
-    key = (tiles.template_key(), tuple(sorted(output.creation_options().items())))
-    with _HEADERS_LOCK:
-        header = _HEADERS.get(key)
-        if header is not None:
-            return header
-        vrts = tiles.template_vrts()
-        template = part.with_name(part.name + ".template.tif")
-        try:
-            gdal_copy(str(vrts[0]), str(template), driver="COG", **output.creation_options())
-            header = header_of(template.read_bytes())
-        finally:
-            for path in (*vrts, template):
-                path.unlink(missing_ok=True)
-        if len(_HEADERS) >= 16:
-            _HEADERS.clear()
-        _HEADERS[key] = header
-        return header
-
-
 class RasterWriter:
     """Writes one single-band raster strip by strip and publishes it atomically.
 
@@ -245,7 +180,7 @@ class RasterWriter:
             self._source = CogTiles(
                 path.with_name(f".{path.name}.{token}"), grid, levels, dtype=dtype,
                 nodata=nodata, scale=scale, block=COG_BLOCK,
-                encode=_tile_encoder(output, nodata=nodata),
+                encode=tile_encoder(output.creation_options(), dtype=dtype, nodata=nodata, block=COG_BLOCK),
             )  # fmt: skip
             return
         self._dataset = rasterio.open(
@@ -293,7 +228,7 @@ class RasterWriter:
         """Encode the final file and rename it into place; returns its size in bytes."""
         try:
             if self._source is not None:
-                header = _cog_header(self._source, self.output, self._part)
+                header = cog_header(self._source, self.output.creation_options(), self._part)
                 self._source.assemble(header, self._part)
             else:
                 self._dataset.close()
