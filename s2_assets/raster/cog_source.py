@@ -20,6 +20,7 @@ Pure file writing: no rasterio here.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from collections.abc import Callable
@@ -153,18 +154,19 @@ class CogTiles:
         encode: Encode,
     ) -> None:
         if dtype not in _GDAL_TYPES:
-            raise RasterError(f"no streaming COG for dtype {dtype}; valid: {', '.join(_GDAL_TYPES)}")
+            raise RasterError(
+                f"no streaming COG for dtype {dtype}; valid: {', '.join(_GDAL_TYPES)}"
+            )
         self._grid, self._levels = grid, levels
         self._dtype = np.dtype(dtype)
         self._nodata, self._scale = nodata, scale
         self._stem = stem
         sizes = [(grid.width, grid.height)] + [(level.width, level.height) for level in levels]
+        names = [stem.name + (f"-ovr{number}" if number else "") for number in range(len(sizes))]
+        layer = functools.partial(TileLayer, dtype=self._dtype, block=block, encode=encode)
         self.layers = [
-            TileLayer(
-                stem.with_name(stem.name + (f"-ovr{number}" if number else "")), width, height,
-                dtype=self._dtype, block=block, encode=encode,
-            )  # fmt: skip
-            for number, (width, height) in enumerate(sizes)
+            layer(stem.with_name(name), width, height)
+            for name, (width, height) in zip(names, sizes, strict=True)
         ]
 
     @property

@@ -71,9 +71,7 @@ def tile_arrays(data: bytes | bytearray | memoryview) -> tuple[str, list[TileArr
         offsets = arrays[TILE_OFFSETS]
         values = struct.unpack_from(f"{order}{offsets.count}{offsets.code}", view, offsets.position)
         found.append(TileArrays(offsets, arrays[TILE_BYTE_COUNTS], tuple(values)))
-        (offset,) = struct.unpack_from(
-            order + ("Q" if big else "I"), view, first + entries * size
-        )
+        (offset,) = struct.unpack_from(order + ("Q" if big else "I"), view, first + entries * size)
     return order, found
 
 

@@ -76,40 +76,50 @@ class TileCompressor:
             self._local.stream = stream
         return int(stream)
 
-    def _scratch(self, name: str, shape: tuple[int, ...], dtype: Any) -> NDArray[Any]:
-        # Buffers kept per thread and reused: fresh pages cost more than the copies.
-        held = getattr(self._local, name, None)
-        if held is None or held.shape != shape or held.dtype != dtype:
-            held = np.empty(shape, dtype=dtype)
+    def _scratch(self, name: str, size: int) -> NDArray[np.uint8]:
+        """A byte buffer of at least ``size`` kept per thread, grown but never shrunk:
+        the image and its levels take turns, and fresh pages cost more than the work."""
+        held: NDArray[np.uint8] | None = getattr(self._local, name, None)
+        if held is None or held.size < size:
+            held = np.empty(size, dtype=np.uint8)
             setattr(self._local, name, held)
-        return held  # type: ignore[no-any-return]
+        return held
 
     def encode(self, values: NDArray[Any], sink: TileSink) -> None:
         """Compress the tiles of a band of rows (at most one block high) into the sink."""
         height, width = values.shape
-        block, library = self._block, self._library
-        count = -(-width // block)
-        tiles = self._scratch("tiles", (count, block, block), values.dtype)
-        full = width // block
-        # Tiles side by side, then each row differenced; the edge padding is zeros.
+        block, library, dtype = self._block, self._library, values.dtype
+        count, full = -(-width // block), width // block
+        tile_bytes = block * block * dtype.itemsize
+        differenced = (
+            self._scratch("differenced", count * tile_bytes)[: count * tile_bytes]
+            .view(dtype)
+            .reshape(count, block, block)
+        )
+        # Each tile's rows differenced, the first pixel kept. Beyond the raster's right
+        # and bottom edges the tile holds zeros: the first padding column is then minus
+        # the last value, the rest zeros.
         if full:
-            tiles[:full, :height] = values[:, : full * block].reshape(height, full, block).swapaxes(0, 1)
-        if count > full:
-            tiles[full, :height, : width - full * block] = values[:, full * block :]
-            tiles[full, :height, width - full * block :] = 0
+            tiled = values[:, : full * block].reshape(height, full, block).swapaxes(0, 1)
+            differenced[:full, :height, 0] = tiled[..., 0]
+            np.subtract(tiled[..., 1:], tiled[..., :-1], out=differenced[:full, :height, 1:])
+        rest = width - full * block
+        if rest:
+            right = values[:, full * block :]
+            edge = differenced[full, :height]
+            edge[:, 0] = right[:, 0]
+            np.subtract(right[:, 1:], right[:, :-1], out=edge[:, 1:rest])
+            np.subtract(dtype.type(0), right[:, -1], out=edge[:, rest])
+            edge[:, rest + 1 :] = 0
         if height < block:
-            tiles[:, height:] = 0
-        differenced = self._scratch("differenced", tiles.shape, tiles.dtype)
-        differenced[..., 0] = tiles[..., 0]
-        np.subtract(tiles[..., 1:], tiles[..., :-1], out=differenced[..., 1:])
-        tile_bytes = block * block * values.dtype.itemsize
+            differenced[:, height:] = 0
         bound = int(library.ZSTD_compressBound(tile_bytes))
-        out = self._scratch("out", (count * bound,), np.uint8)
+        out = self._scratch("out", count * bound)
         stream = self._stream()
         source = _Buffer()
         target = _Buffer()
         views: list[memoryview] = []
-        whole = memoryview(out)
+        whole = out.data
         for index in range(count):
             start = index * bound
             self._check(library.ZSTD_initCStream(stream, self._level))
