@@ -57,14 +57,17 @@ def _hook(owner: Any, attribute: str, phase: str) -> None:
 def install() -> None:
     """Hook the raster code's phases and switch off every overlap."""
     from s2_assets.raster import (
+        cog_source,
         indices,
         io,
         masks,
         outputs,
+        overviews,
         pipeline,
         product_indices,
         quicklook,
         strips,
+        zstd_tiles,
     )
 
     original_init = strips.RowStream.__init__
@@ -93,8 +96,13 @@ def install() -> None:
         (quicklook.Sampler, "take_index", "quicklooks"),
         (quicklook.Sampler, "take_mask", "quicklooks"),
         (quicklook.Sampler, "png", "quicklooks"),
-        (io.RasterWriter, "write_rows", "scratch writes"),
-        (io.RasterWriter, "publish", "COG encoding incl. overviews"),
+        (io.RasterWriter, "write_rows", "strips handed to the writers"),
+        (overviews.Level, "take", "overview decimation"),
+        (zstd_tiles.TileCompressor, "encode", "COG compression (row differencing + ZSTD)"),
+        (cog_source, "_write_all", "compressed tiles to scratch"),
+        (cog_source.TileLayer, "_put_raw", "raw scratch (overview rows)"),
+        (cog_source.TileLayer, "_read_raw", "raw scratch (overview rows)"),
+        (io.RasterWriter, "publish", "COG assembly (header, tile copy) or encoding"),
     ]
     for owner, attribute, phase in hooks:
         _hook(owner, attribute, phase)

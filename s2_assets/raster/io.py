@@ -1,13 +1,15 @@
-"""Raster reading and writing: the only module that touches rasterio (and so GDAL).
+"""Raster reading and writing: with ``cog_encode.py``, the only modules that touch
+rasterio (and so GDAL).
 
 Reads are whole-width row ranges at native resolution (never through overviews or
 JPEG2000 resolution levels, which invent SCL classes and probabilities above 100).
-Writes go to a hidden uncompressed tiled GeoTIFF beside the final file, written strip by
-strip, then converted once into the final Cloud-Optimized GeoTIFF (or JPEG2000) under a
-temporary name that is renamed into place: nothing half-written ever carries the final
-name. A COG with nearest-neighbour overviews is encoded from raw scratch files of the
-image and of its overview levels, decimated while the strips arrive, instead
-(``cog_source.py``): the same file, byte for byte, at half the CPU time.
+A COG with nearest-neighbour overviews is compressed while its strips arrive, one row of
+512 px tiles at a time, as GDAL's GeoTIFF writer compresses them, and assembled from the
+compressed tiles under the header GDAL's COG driver writes for it (``cog_source.py``,
+``cog_encode.py``): the driver's file, byte for byte, each pixel compressed once. Other outputs go to a hidden uncompressed tiled GeoTIFF
+beside the final file, written strip by strip, then converted once into the final COG
+(or JPEG2000). Either way the file is written under a temporary name that is renamed
+into place: nothing half-written ever carries the final name.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from rasterio.errors import RasterioError
 from rasterio.shutil import copy as gdal_copy
 from rasterio.windows import Window
 
-from s2_assets.raster.cog_source import CogSource
+from s2_assets.raster.cog_encode import cog_header, tile_encoder
+from s2_assets.raster.cog_source import CogTiles
 from s2_assets.raster.overviews import cog_levels
 from s2_assets.raster.types import Grid, RasterError
 
@@ -46,11 +49,6 @@ def gdal_env(*, cache_mb: int = GDAL_CACHE_MB) -> Iterator[None]:
         GDAL_NUM_THREADS="ALL_CPUS",
         GDAL_CACHEMAX=cache_mb,
         GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR",
-        # The COG driver reads its raw scratch source (cog_source.py) one 512 px block
-        # at a time; by default GDAL reads each whole row for every block, 22 times per
-        # row on a full tile. Direct reads of just the block's pixels: measured 1.8 vs
-        # 2.4 CPU-s per 10980 px COG. Touches raw-layout reads only (not JPEG2000).
-        GDAL_ONE_BIG_READ="YES",
     ):
         yield
 
@@ -177,11 +175,12 @@ class RasterWriter:
             else None
         )
         self._dataset: Any = None
-        self._source: CogSource | None = None
+        self._source: CogTiles | None = None
         if levels is not None:
-            self._source = CogSource(
+            self._source = CogTiles(
                 path.with_name(f".{path.name}.{token}"), grid, levels, dtype=dtype,
-                nodata=nodata, scale=scale,
+                nodata=nodata, scale=scale, block=COG_BLOCK,
+                encode=tile_encoder(output.creation_options(), dtype=dtype, nodata=nodata, block=COG_BLOCK),
             )  # fmt: skip
             return
         self._dataset = rasterio.open(
@@ -229,16 +228,16 @@ class RasterWriter:
         """Encode the final file and rename it into place; returns its size in bytes."""
         try:
             if self._source is not None:
-                source = self._source.finish()
+                header = cog_header(self._source, self.output.creation_options(), self._part)
+                self._source.assemble(header, self._part)
             else:
                 self._dataset.close()
-                source = self._scratch
-            gdal_copy(
-                str(source),
-                str(self._part),
-                driver="COG" if self.output.fmt == "tif" else "JP2OpenJPEG",
-                **self.output.creation_options(),
-            )
+                gdal_copy(
+                    str(self._scratch),
+                    str(self._part),
+                    driver="COG" if self.output.fmt == "tif" else "JP2OpenJPEG",
+                    **self.output.creation_options(),
+                )
         except RasterioError as exc:
             raise RasterError(f"cannot encode {self.path}: {exc}") from exc
         finally:

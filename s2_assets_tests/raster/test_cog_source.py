@@ -1,8 +1,11 @@
-"""The COG writer's raw-scratch path gives the very file GDAL's COG driver writes from a
-plain GeoTIFF (overviews built by the driver itself), byte for byte, and a valid COG."""
+"""The streaming COG writer (tiles compressed as strips arrive, the file assembled under
+the driver's header) gives the very file GDAL's COG driver writes from a plain GeoTIFF
+(overviews built by the driver itself), byte for byte, and a valid COG."""
 
 from __future__ import annotations
 
+import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +15,12 @@ from affine import Affine
 from rasterio.shutil import copy as gdal_copy
 from rio_cogeo.cogeo import cog_validate
 
+from s2_assets.raster import cog_encode
 from s2_assets.raster.io import COG_BLOCK, OutputFormat, RasterWriter, gdal_env
 from s2_assets.raster.overviews import cog_levels
-from s2_assets.raster.types import Grid
+from s2_assets.raster.tiff_layout import put_values, tile_arrays
+from s2_assets.raster.types import Grid, RasterError
+from s2_assets.raster.zstd_tiles import TileCompressor
 
 CRS_WKT = rasterio.crs.CRS.from_epsg(32740).to_wkt()
 
@@ -119,6 +125,99 @@ def test_discard_removes_every_scratch_file(tmp_path: Path) -> None:
         output=OutputFormat("tif"),
     )  # fmt: skip
     writer.write_rows(0, np.zeros((600, 1100), np.int16))
-    assert len(list(tmp_path.iterdir())) == 3  # the image and two overview levels
+    # The image's first row of tiles compressed, its next 88 rows and both overview
+    # levels' rows waiting for the rest of their bands.
+    assert sorted(re.sub(r"\d+-[0-9a-f]{8}", "T", p.name) for p in tmp_path.iterdir()) == [
+        ".x.tif.T-ovr1.scratch.raw", ".x.tif.T-ovr2.scratch.raw",
+        ".x.tif.T.scratch.raw", ".x.tif.T.scratch.tiles",
+    ]  # fmt: skip
     writer.discard()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_gdal_compression_path_gives_the_same_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the direct libzstd path is not trusted, GDAL's GeoTIFF writer compresses the
+    tiles: the same bytes again."""
+    monkeypatch.setattr(cog_encode, "_FAST", {})
+    monkeypatch.setattr(TileCompressor, "load", classmethod(lambda cls, **kw: None))
+    grid = _grid(1374, 1000)
+    values = _textured((1000, 1374), "int16", 32767, seed=3)
+    path = tmp_path / "out.tif"
+    with gdal_env():
+        with RasterWriter(
+            path, grid, dtype="int16", nodata=32767, output=OutputFormat("tif"), scale=0.0001
+        ) as writer:  # fmt: skip
+            for start in range(0, 1000, 300):
+                writer.write_rows(start, values[start : start + 300])
+            writer.publish()
+        expected = _reference(tmp_path / "reference.tif", values, grid, 32767, 0.0001)
+    assert path.read_bytes() == expected
+    assert cog_encode._FAST == {("int16", "1", COG_BLOCK): None}
+
+
+@pytest.mark.parametrize("dtype", ["int16", "uint8", "uint16"])
+def test_direct_compression_equals_gdals(dtype: str) -> None:
+    compressor = TileCompressor.load(level=1, block=COG_BLOCK)
+    if compressor is None:
+        pytest.skip("no single libzstd mapped into this process")
+    gdal = cog_encode.gdal_encoder(
+        OutputFormat("tif").creation_options(), nodata=0, block=COG_BLOCK
+    )
+    for seed, shape in enumerate([(512, 1100), (77, 513), (512, 512), (1, 3)]):
+        band = _textured(shape, dtype, 0, seed=seed)
+        assert cog_encode._collect(compressor.encode, band) == cog_encode._collect(gdal, band)
+
+
+def test_full_resolution_rows_never_go_to_an_uncompressed_scratch(tmp_path: Path) -> None:
+    """Strips on 512-row boundaries are compressed as they come: no raw copy of the image
+    is written and read back, only rows of the overview levels wait for their band."""
+    writer = RasterWriter(
+        tmp_path / "x.tif", _grid(1100, 1100), dtype="int16", nodata=32767,
+        output=OutputFormat("tif"),
+    )  # fmt: skip
+    writer.write_rows(0, np.zeros((512, 1100), np.int16))
+    writer.write_rows(512, np.zeros((512, 1100), np.int16))
+    names = sorted(re.sub(r"\d+-[0-9a-f]{8}", "T", p.name) for p in tmp_path.iterdir())
+    assert ".x.tif.T.scratch.raw" not in names
+    assert ".x.tif.T.scratch.tiles" in names
+    writer.discard()
+
+
+def test_rows_written_twice_or_never_are_errors(tmp_path: Path) -> None:
+    with gdal_env(), RasterWriter(
+        tmp_path / "x.tif", _grid(1100, 700), dtype="int16", nodata=32767,
+        output=OutputFormat("tif"),
+    ) as writer:  # fmt: skip
+        writer.write_rows(0, np.zeros((300, 1100), np.int16))
+        with pytest.raises(RasterError, match=r"rows 200\.\.500 written twice"):
+            writer.write_rows(200, np.zeros((300, 1100), np.int16))
+        with pytest.raises(RasterError, match="400 of 700 rows were never written"):
+            writer.publish()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tile_arrays_read_and_set_a_gdal_cog(tmp_path: Path) -> None:
+    values = _textured((700, 1100), "uint8", 255, seed=5)
+    path = tmp_path / "ref.tif"
+    with gdal_env():
+        data = _reference(path, values, _grid(1100, 700), 255, None)
+    order, ifds = tile_arrays(data)
+    assert order == "<"
+    # 3 x 2 tiles, then 2 x 1 (550 px), then one (275 px: its arrays inside the entry)
+    assert [arrays.offsets.count for arrays in ifds] == [6, 2, 1]
+    for arrays in ifds:
+        counts = struct.unpack_from(
+            f"<{arrays.byte_counts.count}{arrays.byte_counts.code}", data,
+            arrays.byte_counts.position,
+        )  # fmt: skip
+        for offset, count in zip(arrays.offset_values, counts, strict=True):
+            assert struct.unpack_from("<I", data, offset - 4) == (count,)  # GDAL's leader
+    header = bytearray(data[:64])
+    with pytest.raises(RasterError, match="3 tiles for a TIFF array of 6"):
+        put_values(bytearray(data), order, ifds[0].offsets, [1, 2, 3])
+    with pytest.raises(RasterError, match="does not fit"):
+        put_values(bytearray(data), order, ifds[0].offsets, [1 << 32] * 6)
+    with pytest.raises(RasterError, match="not a TIFF"):
+        tile_arrays(b"GIF89a" + bytes(header))
