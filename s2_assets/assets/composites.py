@@ -12,6 +12,7 @@ the month. Outputs go to ``data/COMPOSITES/<INDEX>/<tile>/<YYYY-MM>/``.
 
 import datetime as dt
 from collections.abc import Sequence
+from functools import partial
 from itertools import product
 from pathlib import Path
 
@@ -99,8 +100,11 @@ def _wanted(
     )
 
 
-def _record(written: WrittenRaster, inputs: Sequence[Path], lib_root: Path) -> None:
-    """Provenance beside each output: its checksum and the L2A of every input."""
+def _record(
+    written: WrittenRaster, content: Path, *, inputs: Sequence[Path], lib_root: Path
+) -> None:
+    """Provenance beside each output (``content``: its bytes, before they are renamed into
+    place): its checksum and the L2A of every input."""
     sources = ";".join(path.parent.name for path in inputs)
     write_record(
         written.path,
@@ -108,7 +112,7 @@ def _record(written: WrittenRaster, inputs: Sequence[Path], lib_root: Path) -> N
             product_id=written.path.stem,
             kind="COMPOSITE",
             source_product=sources,
-            checksum=file_checksum(written.path),
+            checksum=file_checksum(content),
             mask_spec=written.mask_spec or "",
             index=written.name,
             extra={"INPUT_FILES": ";".join(str(p.relative_to(lib_root)) for p in inputs)},
@@ -168,10 +172,8 @@ def _one(
         stretch=definition.stretch,
         statistics=tuple(statistics),
     )
-    written = compute_composite(request)
     inputs = [f.path for f in files]
-    for item in written:
-        _record(item, inputs, lib.root)
+    written = compute_composite(request, record=partial(_record, inputs=inputs, lib_root=lib.root))
     return f"{index} {spec}", inputs, written
 
 

@@ -16,7 +16,7 @@ from s2_assets.assets import run_metadata
 from s2_assets.assets.run_options import RunOptions
 from s2_assets.errors import S2AssetsError
 from s2_assets.library.failures import clear_failure, record_failure
-from s2_assets.library.provenance import metadata_for, record_outputs
+from s2_assets.library.provenance import OutputRecorder, metadata_for
 from s2_assets.partitions import TileDate
 from s2_assets.products import read_metadata
 from s2_assets.raster.describe import describe_mask
@@ -130,6 +130,9 @@ def build_cloudmask_asset(
                             specs=todo,
                             out_dir=out_dir,
                             fmt=config.fmt,
+                            # Each mask's record goes in before the mask: a mask under
+                            # its final name is complete, so the existence test above holds.
+                            record=OutputRecorder(product.path),
                         )
                     except S2AssetsError as exc:
                         # One bad product must not stop the others; the planner retries it.
@@ -138,7 +141,6 @@ def build_cloudmask_asset(
                         record_failure(lib.logs_dir, key.tile, "cloudmask", product.id, str(exc))
                         continue
                     clear_failure(lib.logs_dir, key.tile, "cloudmask", product.id)
-                record_outputs(product.path, new)
                 written_now += len(new)
                 # Kept files are described too: metadata says what the partition holds.
                 by_spec = {w.name: w for w in new}
@@ -209,6 +211,7 @@ def build_indices_asset(
                     if (mask_dir / f"{product.id}_{s}.tif").exists()
                 }
                 # Only indices with a file missing: a ranged run spans days already done.
+                # A file under its final name has its record (written before the rename).
                 todo = [
                     name
                     for name in wanted
@@ -230,6 +233,7 @@ def build_indices_asset(
                         masks=masks,
                         out_dir_for=partial(lib.index_dir, tile=key.tile, l2a_id=product.id),
                         fmt=config.fmt,
+                        record=OutputRecorder(product.path),
                     )
                 except S2AssetsError as exc:
                     failures.append(f"{product.id}: {exc}")
@@ -237,7 +241,6 @@ def build_indices_asset(
                     record_failure(lib.logs_dir, key.tile, "indices", product.id, str(exc))
                     continue
                 clear_failure(lib.logs_dir, key.tile, "indices", product.id)
-                record_outputs(product.path, made)
                 for item in made:
                     by_index[item.name].append(item)
             for name, written in by_index.items():

@@ -50,17 +50,20 @@ def acquire(
     if lib.has_product(name):
         return False
     provider = providers.get(record.provider)
-    with lib.scratch("fetch") as work:
-        safe = lib.install_zip(provider.fetch(record, work), name)
-    version = processing_version(lib.root)
     delivered = for_delivery(
         record.product_id,
         level=record.level,
         provider=record.provider,
         checksums=record.checksums,
-        processing_version=version,
+        processing_version=processing_version(lib.root),
     )
-    write_record(safe, replace(delivered, extra={RUN_TAG: run}) if run else delivered)
+    with lib.scratch("fetch") as work:
+        # The record goes in before the SAFE is published: a SAFE in the library is complete.
+        lib.install_zip(
+            provider.fetch(record, work),
+            name,
+            record=replace(delivered, extra={RUN_TAG: run}) if run else delivered,
+        )
     return True
 
 

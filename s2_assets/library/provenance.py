@@ -169,15 +169,18 @@ def for_delivery(
     )
 
 
-def for_output(parent: Provenance | None, output: OutputLike, *, l2a_id: str) -> Provenance:
-    """The record of a mask or index file made from an L2A whose record is ``parent``."""
+def for_output(
+    parent: Provenance | None, output: OutputLike, *, l2a_id: str, content: Path | None = None
+) -> Provenance:
+    """The record of a mask or index file made from an L2A whose record is ``parent``;
+    ``content`` is where its bytes are when not yet at ``output.path``."""
     parent = parent or Provenance(product_id=l2a_id, kind="L2A")
     return Provenance(
         product_id=output.path.stem,
         kind="CLOUDMASK" if output.kind == "mask" else "INDEX",
         provider=parent.provider,
         source_product=l2a_id,
-        checksum=file_checksum(output.path),
+        checksum=file_checksum(content or output.path),
         source_checksum=parent.checksum,
         sen2cor_version=parent.sen2cor_version,
         mask_spec=(output.name if output.kind == "mask" else output.mask_spec) or "",
@@ -271,18 +274,40 @@ def read_record(product: Path) -> Provenance | None:
     return record
 
 
+class OutputRecorder:
+    """Writes the record of each mask or index file made from ``l2a_safe`` while the file is
+    still under its hidden name, before it is renamed into place (the raster writers call it
+    then): the record is in place whenever the file is, so a writer killed between the two
+    writes leaves at most a record whose file is missing, which the next run writes again,
+    never a file without its record that every later run would take as complete.
+
+    The L2A's record (read once) gives what the outputs inherit, as in :func:`record_outputs`.
+    """
+
+    def __init__(self, l2a_safe: Path) -> None:
+        self.l2a_id = l2a_safe.name.removesuffix(".SAFE")
+        try:
+            self.parent = read_record(l2a_safe)
+        except MetadataError:
+            self.parent = None  # an unreadable parent record must not stop its outputs' records
+
+    def __call__(self, output: OutputLike, content: Path) -> None:
+        write_record(output.path, for_output(self.parent, output, l2a_id=self.l2a_id, content=content))
+
+
 def record_outputs(l2a_safe: Path, outputs: Iterable[OutputLike]) -> list[Path]:
-    """Write the record of every mask or index file in ``outputs``, made from ``l2a_safe``.
+    """Write the record of every mask or index file in ``outputs``, made from ``l2a_safe``
+    and already in place (new files get theirs before, from :class:`OutputRecorder`).
 
     The L2A's own record (when it has one) gives the provider, Sen2Cor version and
     checksum the outputs inherit. Returns the record files written.
     """
-    l2a_id = l2a_safe.name.removesuffix(".SAFE")
-    try:
-        parent = read_record(l2a_safe)
-    except MetadataError:
-        parent = None  # an unreadable parent record must not stop its outputs being recorded
-    return [write_record(o.path, for_output(parent, o, l2a_id=l2a_id)) for o in outputs]
+    recorder = OutputRecorder(l2a_safe)
+    written = []
+    for output in outputs:
+        recorder(output, output.path)
+        written.append(record_path(output.path))
+    return written
 
 
 def metadata_for(products: Iterable[Path]) -> list[dict[str, str]]:

@@ -36,6 +36,7 @@ from pathlib import Path, PurePosixPath
 
 from s2_assets.errors import ArchiveError, CorruptProductError, LibraryError
 from s2_assets.library.integrity import product_problems
+from s2_assets.library.provenance import Provenance, write_record
 from s2_assets.products import ProductName
 
 # A real L2A zip is about 1.2 GB; anything claiming far more is broken or hostile.
@@ -250,8 +251,13 @@ class Library:
         os.replace(incoming, final)
         return final
 
-    def install_zip(self, zip_path: Path, expected: ProductName) -> Path:
+    def install_zip(
+        self, zip_path: Path, expected: ProductName, record: Provenance | None = None
+    ) -> Path:
         """Unpack a product zip safely, verify it and publish it as ``<level>/<tile>/<id>.SAFE``.
+
+        ``record`` (its provenance) is written into the unpacked SAFE before the one rename
+        that publishes it: a SAFE under its final name always carries its record.
 
         Raises:
             ArchiveError: the zip is malformed, unsafe or not the expected product; nothing
@@ -261,6 +267,8 @@ class Library:
         """
         with self.scratch("unzip") as work:
             safe = safe_unzip(zip_path, work, expected)
+            if record is not None:
+                write_record(safe, record)
             expected_id = expected.id if expected.legacy_name is None else None
             return self.publish_product(
                 safe, expected, expected_id=expected_id, where=f"product zip {zip_path.name}"

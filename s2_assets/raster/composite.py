@@ -35,7 +35,7 @@ from s2_assets.raster.io import COG_BLOCK, OutputFormat, gdal_env
 from s2_assets.raster.outputs import OutputFile
 from s2_assets.raster.stack import StackFile, open_stack, stack_grid
 from s2_assets.raster.strips import strips
-from s2_assets.raster.types import INDEX_NODATA, RasterError, WrittenRaster
+from s2_assets.raster.types import INDEX_NODATA, RasterError, Recorder, WrittenRaster
 
 STATISTICS = ("median", "mean", "count", "max")
 # Bytes of int16 input per strip (all times): the strip's working set is a few times this.
@@ -178,12 +178,15 @@ def _outputs() -> Iterator[list[OutputFile]]:
             output.discard()
 
 
-def compute_composite(request: CompositeRequest, *, rows: int | None = None) -> list[WrittenRaster]:
+def compute_composite(
+    request: CompositeRequest, *, rows: int | None = None, record: Recorder | None = None
+) -> list[WrittenRaster]:
     """Write one COG per statistic of ``request``; nothing when it has no file.
 
     Outputs are ``<out_dir>/<stem>_<STAT>.tif``: int16, nodata 32767, the inputs' scale for
     median/mean/max; uint8 (uint16 past 254 inputs) for count, 255 (65535) reserved as
-    nodata. Each is written beside its final name and renamed into place.
+    nodata. Each is written beside its final name and renamed into place, after ``record``
+    (when given) has written its provenance.
 
     Raises:
         RasterError: an input unreadable, not int16, or on another grid than the first.
@@ -249,5 +252,7 @@ def compute_composite(request: CompositeRequest, *, rows: int | None = None) -> 
         ramps = [COUNT_RAMP if s == "count" else request.ramp for s in request.statistics]
         with ThreadPoolExecutor(max_workers=2) as pool:
             return list(
-                pool.map(lambda pair: pair[0].publish(pair[1]), zip(files, ramps, strict=True))
+                pool.map(
+                    lambda pair: pair[0].publish(pair[1], record), zip(files, ramps, strict=True)
+                )
             )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -224,8 +224,12 @@ class RasterWriter:
         window = Window(0, start, rows.shape[1], rows.shape[0])
         self._dataset.write(rows[np.newaxis], [1], window=window)
 
-    def publish(self) -> int:
-        """Encode the final file and rename it into place; returns its size in bytes."""
+    def publish(self, before_rename: Callable[[Path], None] | None = None) -> int:
+        """Encode the final file and rename it into place; returns its size in bytes.
+
+        ``before_rename`` gets the encoded file, still under its hidden name, before the
+        rename: what must exist whenever the final name does is written there.
+        """
         try:
             if self._source is not None:
                 header = cog_header(self._source, self.output.creation_options(), self._part)
@@ -248,6 +252,8 @@ class RasterWriter:
             # JPEG2000 keeps nodata and scale in a PAM sidecar: publish it first so the
             # final file never appears without it.
             os.replace(sidecar, self.path.with_name(self.path.name + ".aux.xml"))
+        if before_rename is not None:
+            before_rename(self._part)
         os.replace(self._part, self.path)
         return self.path.stat().st_size
 

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from s2_assets.raster.io import OutputFormat, RasterWriter
 from s2_assets.raster.quicklook import Sampler
-from s2_assets.raster.types import Grid, RasterStats, WrittenRaster
+from s2_assets.raster.types import Grid, RasterStats, Recorder, WrittenRaster
 
 
 class StatsAccumulator:
@@ -135,18 +135,30 @@ class OutputFile:
         """Write a strip of stored values starting at row ``start``."""
         self.writer.write_rows(start, stored)
 
-    def publish(self, ramp: str | None) -> WrittenRaster:
-        """Encode and rename the file into place; describe what was written."""
-        size = self.writer.publish()
-        return WrittenRaster(
-            path=self.writer.path,
-            kind=self.kind,
-            name=self.name,
-            mask_spec=self.mask_spec,
-            size_bytes=size,
-            statistics=self.stats.result(self.scale),
-            quicklook_png=self.sampler.png(ramp),
-        )
+    def publish(self, ramp: str | None, record: Recorder | None = None) -> WrittenRaster:
+        """Encode and rename the file into place; describe what was written.
+
+        ``record`` gets the description and the encoded file before the rename (see
+        :data:`~s2_assets.raster.types.Recorder`).
+        """
+        described: list[WrittenRaster] = []
+
+        def before_rename(encoded: Path) -> None:
+            written = WrittenRaster(
+                path=self.writer.path,
+                kind=self.kind,
+                name=self.name,
+                mask_spec=self.mask_spec,
+                size_bytes=encoded.stat().st_size,
+                statistics=self.stats.result(self.scale),
+                quicklook_png=self.sampler.png(ramp),
+            )
+            if record is not None:
+                record(written, encoded)
+            described.append(written)
+
+        self.writer.publish(before_rename)
+        return described[0]
 
     def discard(self) -> None:
         """Remove every temporary file of this output."""

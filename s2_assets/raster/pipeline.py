@@ -9,7 +9,8 @@ not on the tile size. Strips carry enough context rows for dilations and bilinea
 upsampling that the result is bit-identical to a whole-array computation.
 
 Here, what both share: inputs opened as read-ahead row streams, outputs discarded unless
-published, publishing two at a time, and the format and grid checks.
+published, publishing two at a time (each output's record first, then its rename), and the
+format and grid checks.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from s2_assets.raster.io import BandReader, gdal_env
 from s2_assets.raster.outputs import OutputFile
 from s2_assets.raster.strips import RowStream, strip_height
-from s2_assets.raster.types import Grid, RasterError, WrittenRaster
+from s2_assets.raster.types import Grid, RasterError, Recorder, WrittenRaster
 
 FORMATS = ("tif", "jp2")
 PUBLISH_WORKERS = 2  # COG encoding is mostly single-threaded: two at a time fill both cores
@@ -66,10 +67,15 @@ def output_files() -> Iterator[list[OutputFile]]:
             output.discard()
 
 
-def publish_all(files: Sequence[OutputFile], ramps: Sequence[str | None]) -> list[WrittenRaster]:
-    """Encode and publish every output, two at a time, in order."""
+def publish_all(
+    files: Sequence[OutputFile], ramps: Sequence[str | None], record: Recorder | None = None
+) -> list[WrittenRaster]:
+    """Encode and publish every output, two at a time, in order; ``record`` writes what
+    describes each one before its rename (:data:`~s2_assets.raster.types.Recorder`)."""
     with ThreadPoolExecutor(max_workers=PUBLISH_WORKERS) as pool:
-        return list(pool.map(lambda pair: pair[0].publish(pair[1]), zip(files, ramps, strict=True)))
+        return list(
+            pool.map(lambda pair: pair[0].publish(pair[1], record), zip(files, ramps, strict=True))
+        )
 
 
 def same_grid(readers: Mapping[str, BandReader], names: Sequence[str]) -> Grid:

@@ -33,7 +33,14 @@ from s2_assets.raster.resample import (
     upsample2_touched,
 )
 from s2_assets.raster.strips import RowStream, strips
-from s2_assets.raster.types import INDEX_NODATA, JP2_INDEX_NODATA, Grid, RasterError, WrittenRaster
+from s2_assets.raster.types import (
+    INDEX_NODATA,
+    JP2_INDEX_NODATA,
+    Grid,
+    RasterError,
+    Recorder,
+    WrittenRaster,
+)
 from s2_assets.specs import parse_index_name, parse_mask_spec
 
 COMPUTE_ROWS = 512  # 10 m rows computed at once: about 45 MB per float32 band strip
@@ -108,6 +115,7 @@ def compute_indices(
     out_dir_for: Callable[[str], Path],
     fmt: str = "tif",
     strip_rows: int | None = None,
+    record: Recorder | None = None,
 ) -> list[WrittenRaster]:
     """Compute and write the requested indices of one L2A, raw and once per mask.
 
@@ -125,6 +133,7 @@ def compute_indices(
         out_dir_for: the folder for an index name (created if missing).
         fmt: "tif" or "jp2".
         strip_rows: 10 m rows per strip (even); by default 512.
+        record: writes each file's provenance before the file is renamed into place.
 
     Returns:
         Per index, the raw file then one per mask, in the order given.
@@ -155,7 +164,9 @@ def compute_indices(
                 spec: _mask_rows(streams[f"mask:{spec}"], grid, start, stop) for spec in mask_paths
             }
             _write_index_strip(names, plan, strip, mask_strips, start, fmt)
-        return publish_all([f for _, f in plan], [ix.INDICES[f.name].ramp for _, f in plan])
+        return publish_all(
+            [f for _, f in plan], [ix.INDICES[f.name].ramp for _, f in plan], record
+        )
 
 
 def _mask_rows(stream: RowStream, grid: Grid, start: int, stop: int) -> NDArray[np.bool_]:

@@ -26,7 +26,13 @@ from s2_assets.raster.pipeline import (
     same_grid,
 )
 from s2_assets.raster.strips import strip_height, strips
-from s2_assets.raster.types import MASK_NODATA, RasterError, SideProducts, WrittenRaster
+from s2_assets.raster.types import (
+    MASK_NODATA,
+    RasterError,
+    Recorder,
+    SideProducts,
+    WrittenRaster,
+)
 from s2_assets.specs import MaskSpec, parse_mask_spec
 
 
@@ -71,6 +77,7 @@ def compute_cloud_masks(
     out_dir: Path,
     fmt: str = "tif",
     strip_rows: int | None = None,
+    record: Recorder | None = None,
 ) -> list[WrittenRaster]:
     """Compute and write one cloud mask per spec for one L2A product.
 
@@ -89,6 +96,7 @@ def compute_cloud_masks(
         out_dir: the folder to write into (created if missing).
         fmt: "tif" or "jp2".
         strip_rows: 20 m rows per strip; by default whole JPEG2000 tile rows.
+        record: writes each file's provenance before the file is renamed into place.
 
     Returns:
         One :class:`WrittenRaster` per distinct spec, in the order given.
@@ -142,4 +150,4 @@ def compute_cloud_masks(
                     nodata=stored.size - with_data,
                 )  # fmt: skip
                 file.sampler.take_mask(start, stored, nodata=MASK_NODATA)
-        return publish_all(files, [None] * len(files))
+        return publish_all(files, [None] * len(files), record)

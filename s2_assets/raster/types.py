@@ -7,6 +7,7 @@ the pure modules and the assets can hold them without touching the I/O layer.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,3 +131,10 @@ class WrittenRaster:
             "max": stats.maximum,
             "mean": stats.mean,
         }
+
+
+# Called for each finished output with the file holding its bytes, still under a hidden name,
+# just before the rename that publishes it: what describes the output (its provenance
+# record) is in place before the output is, so a writer killed between the two never leaves
+# an output under its final name without its record.
+Recorder = Callable[[WrittenRaster, Path], None]
