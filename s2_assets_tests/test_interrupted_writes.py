@@ -160,7 +160,9 @@ def instance() -> Iterator[dg.DagsterInstance]:
 def planner_view(library: Path) -> list[tuple[Output, bool]]:
     """The day's wanted outputs and whether the planner counts each present."""
     lib = Library(library)
-    records = [r for r in catalogue.read_table(lib.acquisitions_path(KEY.tile)) if r.date == KEY.date]
+    records = [
+        r for r in catalogue.read_table(lib.acquisitions_path(KEY.tile)) if r.date == KEY.date
+    ]
     return day_outputs(OPTIONS, records, TileDisk(lib, KEY.tile))
 
 

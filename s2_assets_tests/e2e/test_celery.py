@@ -300,6 +300,18 @@ def test_a_worker_killed_mid_step_leaves_no_half_written_product(
     finals = {path: content for path, content in at_kill.items() if not is_scratch(path)}
     half_written = [path for path, content in finals.items() if want.get(path) != content]
     assert not half_written, f"final names not holding the finished product: {half_written}"
+    # A product is its file and its provenance record, the record written first: no file
+    # under a final name without its record (which a re-run would take as complete).
+    unrecorded = [
+        path
+        for path in finals
+        if (path.endswith(".tif") and Path(path).with_suffix(".xml").as_posix() not in finals)
+        or (
+            path.endswith(".SAFE/manifest.safe")
+            and path.replace("manifest.safe", "sen2chain_info.xml") not in finals
+        )
+    ]
+    assert not unrecorded, f"products without their provenance record: {unrecorded}"
     print(f"at the kill: {len(finals)} finished files, {len(at_kill) - len(finals)} scratch files")
     statuses = {str(r["status"]) for r in interrupted.runs}
     assert statuses <= {"SUCCESS", "CANCELED"} and "CANCELED" in statuses, statuses
@@ -391,16 +403,12 @@ def terminate_stuck_runs(graphql: GraphQL, backfill_id: str) -> None:
         time.sleep(2.0)
 
 
-@pytest.mark.xfail(
-    reason="since the convergence planner landed, the re-run of the interrupted tile leaves "
-    "files of the in-process library missing (seen: an index provenance record and an L2A "
-    "manifest.safe); cause not yet found",
-    strict=False,
-)
 def test_the_rerun_library_is_byte_identical_to_in_process(
     cluster: Cluster, interrupted: Interrupted, reference: Path
 ) -> None:
     got, want = library_files(cluster.deployment.library), library_files(reference)
-    assert sorted(p for p in got if not is_scratch(p)) == sorted(want)
+    finals = {p for p in got if not is_scratch(p)}
+    missing, extra = sorted(set(want) - finals), sorted(finals - set(want))
+    assert not missing and not extra, f"missing: {missing[:5]}; not in-process: {extra[:5]}"
     differ = [path for path in want if got[path] != want[path]]
     assert not differ, f"{len(differ)} files differ from the in-process run: {differ[:5]}"
