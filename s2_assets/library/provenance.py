@@ -292,7 +292,9 @@ class OutputRecorder:
             self.parent = None  # an unreadable parent record must not stop its outputs' records
 
     def __call__(self, output: OutputLike, content: Path) -> None:
-        write_record(output.path, for_output(self.parent, output, l2a_id=self.l2a_id, content=content))
+        write_record(
+            output.path, for_output(self.parent, output, l2a_id=self.l2a_id, content=content)
+        )
 
 
 def record_outputs(l2a_safe: Path, outputs: Iterable[OutputLike]) -> list[Path]:

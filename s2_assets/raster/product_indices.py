@@ -164,9 +164,7 @@ def compute_indices(
                 spec: _mask_rows(streams[f"mask:{spec}"], grid, start, stop) for spec in mask_paths
             }
             _write_index_strip(names, plan, strip, mask_strips, start, fmt)
-        return publish_all(
-            [f for _, f in plan], [ix.INDICES[f.name].ramp for _, f in plan], record
-        )
+        return publish_all([f for _, f in plan], [ix.INDICES[f.name].ramp for _, f in plan], record)
 
 
 def _mask_rows(stream: RowStream, grid: Grid, start: int, stop: int) -> NDArray[np.bool_]:
