@@ -1,11 +1,20 @@
-"""Running statistics: the unmasked fast path agrees with the masked reductions."""
+"""Output files: the running statistics' unmasked fast path agrees with the masked
+reductions, and a file's record is written before the file is renamed into place."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import rasterio
+from affine import Affine
 
-from s2_assets.raster.outputs import StatsAccumulator
+from s2_assets.raster.io import OutputFormat
+from s2_assets.raster.outputs import OutputFile, StatsAccumulator
+from s2_assets.raster.types import Grid, WrittenRaster
+
+CRS_WKT = rasterio.crs.CRS.from_epsg(32740).to_wkt()
 
 
 def _both(strips: list[np.ndarray], excluded: int) -> tuple[StatsAccumulator, StatsAccumulator]:
@@ -41,3 +50,47 @@ def test_nothing_included_gives_no_values() -> None:
     _, fast = _both([np.full((4, 4), 32767, np.int16)], 32767)
     stats = fast.result(1.0)
     assert stats.minimum is None and stats.maximum is None and stats.mean is None
+
+
+def _output(path: Path, fmt: str) -> OutputFile:
+    grid = Grid(64, 64, Affine(10, 0, 300000, 0, -10, 7800040), CRS_WKT)
+    output = OutputFile(
+        path, grid, kind="index", name="NDVI", mask_spec=None, dtype="int16", nodata=32767,
+        output=OutputFormat(fmt=fmt, jp2_quality=25 if fmt == "jp2" else None), scale=0.0001,
+    )  # fmt: skip
+    values = np.arange(64 * 64, dtype=np.int16).reshape(64, 64)
+    output.stats.add_excluding(values, excluded=32767, valid=values.size, masked=0, nodata=0)
+    output.write(0, values)
+    return output
+
+
+@pytest.mark.parametrize("fmt", ["tif", "jp2"])
+def test_the_record_is_written_from_the_encoded_file_before_the_rename(
+    tmp_path: Path, fmt: str
+) -> None:
+    """What describes a file (its provenance record) is in place before the file is: a writer
+    killed between the two never leaves a file under its final name without its record."""
+    final = tmp_path / f"X_NDVI.{fmt}"
+    seen: list[tuple[WrittenRaster, bytes, bool]] = []
+
+    def record(written: WrittenRaster, encoded: Path) -> None:
+        seen.append((written, encoded.read_bytes(), final.exists()))
+
+    written = _output(final, fmt).publish("RdYlGn", record)
+    ((described, content, final_existed),) = seen
+    assert not final_existed
+    assert described == written and written.path == final
+    assert content == final.read_bytes() and written.size_bytes == len(content)
+
+
+def test_a_writer_dying_in_the_record_leaves_no_file(tmp_path: Path) -> None:
+    final = tmp_path / "X_NDVI.tif"
+
+    def record(written: WrittenRaster, encoded: Path) -> None:
+        raise OSError("disk full")
+
+    output = _output(final, "tif")
+    with pytest.raises(OSError):
+        output.publish("RdYlGn", record)
+    output.discard()
+    assert list(tmp_path.iterdir()) == []
