@@ -256,13 +256,16 @@ class Interrupted:
 
 @pytest.fixture(scope="module")
 def interrupted(cluster: Cluster, instance: dg.DagsterInstance) -> Interrupted:
-    """Register the tiles, pause the discovery sensor, launch the backfill; when the first
-    index file appears, SIGKILL the worker running the latest step (and its pool child);
-    then terminate the runs left waiting for it, as an operator would."""
+    """Register the tiles, pause the discovery and composite sensors, launch the backfill;
+    when the first index file appears, SIGKILL the worker running the latest step (and its
+    pool child); then terminate the runs left waiting for it, as an operator would."""
     graphql = cluster.graphql
     for tile in DEMO_TILES:
         graphql.add_tile(tile)
+    # Only the backfills run: the composite sensor would add COMPOSITES/ (not in the
+    # in-process reference) whenever it ticks between a backfill's end and the comparison.
     graphql.stop_sensor("new_acquisitions_sensor")
+    graphql.stop_sensor("composite_automation_sensor")
     backfill_id = backfill(graphql, "e2e celery: a worker dies")
     indices = cluster.deployment.library / "data" / "INDICES"
 
