@@ -328,8 +328,10 @@ def test_timeout_kills_the_whole_process_group(
     scratch = tmp_path / "TEMP"
     started = time.monotonic()
     with pytest.raises(Sen2CorError, match="no result within 2 s; its process group was killed"):
-        run_sen2cor(l1c, scratch, [standin], Sen2CorSettings(timeout_s=2, kill_grace_s=5))
-    assert time.monotonic() - started < 4  # SIGTERM was enough: no wait for the grace period
+        run_sen2cor(l1c, scratch, [standin], Sen2CorSettings(timeout_s=2, kill_grace_s=120))
+    # SIGTERM was enough: no wait for the grace period (a bound far from both, so a loaded
+    # machine cannot fail it).
+    assert time.monotonic() - started < 60
     pids = _pids(pidfile)
     assert len(pids) == 2  # Sen2Cor and the child it started
     assert _all_dead(pids)
