@@ -20,8 +20,7 @@ depends on the strip, not on the tile. Pure apart from the reads and writes it d
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from numpy.typing import NDArray
 
 from s2_assets.raster.io import COG_BLOCK, OutputFormat, gdal_env
 from s2_assets.raster.outputs import OutputFile
+from s2_assets.raster.pipeline import output_files
 from s2_assets.raster.stack import StackFile, open_stack, stack_grid
 from s2_assets.raster.strips import strips
 from s2_assets.raster.types import INDEX_NODATA, RasterError, Recorder, WrittenRaster
@@ -168,16 +168,6 @@ class CompositeRequest:
     statistics: tuple[str, ...] = STATISTICS
 
 
-@contextlib.contextmanager
-def _outputs() -> Iterator[list[OutputFile]]:
-    files: list[OutputFile] = []
-    try:
-        yield files
-    finally:
-        for output in files:
-            output.discard()
-
-
 def compute_composite(
     request: CompositeRequest, *, rows: int | None = None, record: Recorder | None = None
 ) -> list[WrittenRaster]:
@@ -207,7 +197,7 @@ def compute_composite(
     output = OutputFormat(fmt="tif", overview_resampling="NEAREST")
     # gdal_env bounds GDAL's block cache for the reads, the strip writes and the final
     # COG encoding (GDAL's default would be 5 % of the machine's memory).
-    with gdal_env(), _outputs() as files:
+    with gdal_env(), output_files() as files:
         for stat in request.statistics:
             is_count = stat == "count"
             files.append(
