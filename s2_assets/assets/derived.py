@@ -13,9 +13,10 @@ from functools import partial
 import dagster as dg
 
 from s2_assets.assets import run_metadata
+from s2_assets.assets.product_failures import product_failed
 from s2_assets.assets.run_options import RunOptions
 from s2_assets.errors import S2AssetsError
-from s2_assets.library.failures import clear_failure, record_failure
+from s2_assets.library.failures import clear_failure
 from s2_assets.library.provenance import OutputRecorder, metadata_for
 from s2_assets.partitions import TileDate
 from s2_assets.products import read_metadata
@@ -136,9 +137,16 @@ def build_cloudmask_asset(
                         )
                     except S2AssetsError as exc:
                         # One bad product must not stop the others; the planner retries it.
-                        failures.append(f"{product.id}: {exc}")
-                        context.log.error(f"cloud masks of {product.id}: {exc}")
-                        record_failure(lib.logs_dir, key.tile, "cloudmask", product.id, str(exc))
+                        product_failed(
+                            context,
+                            lib.logs_dir,
+                            failures,
+                            tile=key.tile,
+                            stage="cloudmask",
+                            product_id=product.id,
+                            error=exc,
+                            doing="cloud masks of ",
+                        )
                         continue
                     clear_failure(lib.logs_dir, key.tile, "cloudmask", product.id)
                 written_now += len(new)
@@ -236,9 +244,16 @@ def build_indices_asset(
                         record=OutputRecorder(product.path),
                     )
                 except S2AssetsError as exc:
-                    failures.append(f"{product.id}: {exc}")
-                    context.log.error(f"indices of {product.id}: {exc}")
-                    record_failure(lib.logs_dir, key.tile, "indices", product.id, str(exc))
+                    product_failed(
+                        context,
+                        lib.logs_dir,
+                        failures,
+                        tile=key.tile,
+                        stage="indices",
+                        product_id=product.id,
+                        error=exc,
+                        doing="indices of ",
+                    )
                     continue
                 clear_failure(lib.logs_dir, key.tile, "indices", product.id)
                 for item in made:

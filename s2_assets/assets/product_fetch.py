@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from s2_assets.assets.product_failures import product_failed
 from s2_assets.errors import (
     CorruptProductError,
     MetadataError,
@@ -130,13 +131,25 @@ def fetch_products(
             record_failure(lib.logs_dir, record.tile, stage, record.product_id, str(exc))
         except CorruptProductError as exc:
             outcome.quarantined.append(quarantine_entry(exc))
-            outcome.failures.append(f"{record.product_id}: {exc}")
-            context.log.error(f"{record.product_id}: {exc}")
-            record_failure(lib.logs_dir, record.tile, stage, record.product_id, str(exc))
+            product_failed(
+                context,
+                lib.logs_dir,
+                outcome.failures,
+                tile=record.tile,
+                stage=stage,
+                product_id=record.product_id,
+                error=exc,
+            )
         except S2AssetsError as exc:
-            outcome.failures.append(f"{record.product_id}: {exc}")
-            context.log.error(f"{record.product_id}: {exc}")
-            record_failure(lib.logs_dir, record.tile, stage, record.product_id, str(exc))
+            product_failed(
+                context,
+                lib.logs_dir,
+                outcome.failures,
+                tile=record.tile,
+                stage=stage,
+                product_id=record.product_id,
+                error=exc,
+            )
     return fetched, offline
 
 
@@ -175,14 +188,28 @@ def compute_l2a(
                 )
         except CorruptProductError as exc:
             outcome.quarantined.append(quarantine_entry(exc))
-            outcome.failures.append(f"{l1c.id}: {exc}")
-            context.log.error(f"Sen2Cor on {l1c.id}: {exc}")
-            record_failure(lib.logs_dir, key.tile, "l2a", l1c.id, str(exc))
+            product_failed(
+                context,
+                lib.logs_dir,
+                outcome.failures,
+                tile=key.tile,
+                stage="l2a",
+                product_id=l1c.id,
+                error=exc,
+                doing="Sen2Cor on ",
+            )
             continue
         except S2AssetsError as exc:
-            outcome.failures.append(f"{l1c.id}: {exc}")
-            context.log.error(f"Sen2Cor on {l1c.id}: {exc}")
-            record_failure(lib.logs_dir, key.tile, "l2a", l1c.id, str(exc))
+            product_failed(
+                context,
+                lib.logs_dir,
+                outcome.failures,
+                tile=key.tile,
+                stage="l2a",
+                product_id=l1c.id,
+                error=exc,
+                doing="Sen2Cor on ",
+            )
             continue
         clear_failure(lib.logs_dir, key.tile, "l2a", l1c.id)
         computed.append(final.name.removesuffix(".SAFE"))
