@@ -129,18 +129,9 @@ def fetch_products(
             offline.append(record.product_id)
             context.log.warning(str(exc))
             record_failure(lib.logs_dir, record.tile, stage, record.product_id, str(exc))
-        except CorruptProductError as exc:
-            outcome.quarantined.append(quarantine_entry(exc))
-            product_failed(
-                context,
-                lib.logs_dir,
-                outcome.failures,
-                tile=record.tile,
-                stage=stage,
-                product_id=record.product_id,
-                error=exc,
-            )
         except S2AssetsError as exc:
+            if isinstance(exc, CorruptProductError):
+                outcome.quarantined.append(quarantine_entry(exc))
             product_failed(
                 context,
                 lib.logs_dir,
@@ -186,20 +177,9 @@ def compute_l2a(
                 final = lib.publish_product(
                     safe, ProductName.parse(safe.name), where=f"Sen2Cor output for {l1c.id}"
                 )
-        except CorruptProductError as exc:
-            outcome.quarantined.append(quarantine_entry(exc))
-            product_failed(
-                context,
-                lib.logs_dir,
-                outcome.failures,
-                tile=key.tile,
-                stage="l2a",
-                product_id=l1c.id,
-                error=exc,
-                doing="Sen2Cor on ",
-            )
-            continue
         except S2AssetsError as exc:
+            if isinstance(exc, CorruptProductError):
+                outcome.quarantined.append(quarantine_entry(exc))
             product_failed(
                 context,
                 lib.logs_dir,
