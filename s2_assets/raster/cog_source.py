@@ -31,6 +31,7 @@ from xml.etree import ElementTree
 import numpy as np
 from numpy.typing import NDArray
 
+from s2_assets.raster.direct_io import AppendFile, copy_ranges
 from s2_assets.raster.overviews import Level
 from s2_assets.raster.tiff_layout import put_values, tile_arrays
 from s2_assets.raster.types import Grid, RasterError
@@ -58,7 +59,7 @@ class TileLayer:
         self._raw_path = stem.with_name(stem.name + ".scratch.raw")
         self._tiles_path = stem.with_name(stem.name + ".scratch.tiles")
         self._raw: BinaryIO | None = None
-        self._tiles: BinaryIO | None = None
+        self._tiles: AppendFile | None = None
         self._arrived = np.zeros(height, dtype=bool)
         self._pending = [0] * -(-height // block)  # rows waiting in the raw file, per band
         # band -> (position in the tiles file, size of each tile)
@@ -111,13 +112,12 @@ class TileLayer:
             if len(tiles) != expected:
                 raise RasterError(f"{len(tiles)} tiles encoded for a row of {expected}")
             if self._tiles is None:
-                self._tiles = open(self._tiles_path, "wb", buffering=0)  # noqa: SIM115 (closed in close())
+                self._tiles = AppendFile(self._tiles_path)
             # GDAL's COG block leader (the tile's size) and trailer (its last 4 bytes
-            # again) around each tile; one gathered write, no joined copy.
-            pieces: list[memoryview | bytes] = [
+            # again) around each tile.
+            length = self._tiles.append(
                 piece for tile in tiles for piece in (struct.pack("<I", len(tile)), tile, tile[-4:])
-            ]
-            length = _write_all(self._tiles.fileno(), pieces)
+            )
             self.bands[band] = (self._tiles_size, [len(tile) for tile in tiles])
             self._tiles_size += length
 
@@ -266,10 +266,12 @@ class CogTiles:
                     position += size + 8
             put_values(patched, order, arrays.offsets, offsets)
             put_values(patched, order, arrays.byte_counts, sizes)
-        with open(part, "wb") as out:
-            out.write(patched)
-            out.flush()
-            _copy_pieces(pieces, out)
+        out = AppendFile(part)
+        try:
+            out.append([patched])
+            copy_ranges(pieces, out)
+        finally:
+            out.close()
 
 
 def header_of(template: bytes) -> bytes:
@@ -277,41 +279,3 @@ def header_of(template: bytes) -> bytes:
     _, ifds = tile_arrays(template)
     first = min(value for arrays in ifds for value in arrays.offset_values)
     return template[: first - 4]
-
-
-def _write_all(fd: int, pieces: list[memoryview | bytes]) -> int:
-    """Write ``pieces`` in order with gathered writes; returns the bytes written."""
-    total = sum(len(piece) for piece in pieces)
-    while pieces:
-        written = os.writev(fd, pieces[:512])
-        while pieces and written >= len(pieces[0]):
-            written -= len(pieces[0])
-            pieces = pieces[1:]
-        if pieces and written:
-            pieces = [memoryview(pieces[0])[written:], *pieces[1:]]
-    return total
-
-
-def _copy_pieces(pieces: list[tuple[Path, int, int]], out: BinaryIO) -> None:
-    """Append byte ranges of scratch files to ``out``, merging adjacent ones; in the
-    kernel (no copy through Python) where the platform allows."""
-    merged: list[tuple[Path, int, int]] = []
-    for path, start, length in pieces:
-        if merged and merged[-1][0] == path and merged[-1][1] + merged[-1][2] == start:
-            merged[-1] = (path, merged[-1][1], merged[-1][2] + length)
-        else:
-            merged.append((path, start, length))
-    destination = out.fileno()
-    for path, start, length in merged:
-        with open(path, "rb") as source:
-            offset, left = start, length
-            while left:
-                try:
-                    copied = os.copy_file_range(source.fileno(), destination, left, offset)
-                except (AttributeError, OSError):
-                    source.seek(offset)
-                    copied = os.write(destination, source.read(min(left, 1 << 24)))
-                if copied <= 0:
-                    raise RasterError(f"scratch file {path.name} ended early")
-                offset += copied
-                left -= copied
