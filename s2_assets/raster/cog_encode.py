@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,15 @@ from s2_assets.raster.cog_source import CogTiles, Encode, TileSink, header_of
 from s2_assets.raster.tiff_layout import tile_arrays
 from s2_assets.raster.zstd_tiles import DTYPES, TileCompressor
 
+# Compresses one band of rows into its sink.
+EncodeBand = Callable[[NDArray[Any], TileSink], None]
+
 _LOCK = threading.Lock()
 _HEADERS: dict[tuple[Any, ...], bytes] = {}
 _FAST: dict[tuple[Any, ...], TileCompressor | None] = {}
 
 
-def gdal_encoder(options: Mapping[str, str], *, nodata: float, block: int) -> Encode:
+def gdal_encoder(options: Mapping[str, str], *, nodata: float, block: int) -> EncodeBand:
     """Compress a band of rows with GDAL's GeoTIFF writer, as the COG driver would (the
     COG's compression, level and predictor), in a GeoTIFF in memory."""
 
@@ -67,7 +70,7 @@ def gdal_encoder(options: Mapping[str, str], *, nodata: float, block: int) -> En
     return encode
 
 
-def _collect(encode: Encode, values: NDArray[Any]) -> list[bytes]:
+def _collect(encode: EncodeBand, values: NDArray[Any]) -> list[bytes]:
     tiles: list[bytes] = []
     encode(values, lambda views: tiles.extend(bytes(view) for view in views))
     return tiles
@@ -103,9 +106,17 @@ def _fast_compressor(options: Mapping[str, str], dtype: np.dtype[Any], nodata: f
 
 
 def tile_encoder(options: Mapping[str, str], *, dtype: str, nodata: float, block: int) -> Encode:
-    """The cheapest way to compress a band of rows into the COG's own tile bytes."""
+    """The cheapest way to compress bands of rows into the COG's own tile bytes."""
     fast = _fast_compressor(options, np.dtype(dtype), nodata, block)
-    return fast.encode if fast is not None else gdal_encoder(options, nodata=nodata, block=block)
+    if fast is not None:
+        return fast.encode_group
+    one = gdal_encoder(options, nodata=nodata, block=block)
+
+    def each(bands: Sequence[NDArray[Any]], sinks: Sequence[TileSink]) -> None:
+        for values, sink in zip(bands, sinks, strict=True):
+            one(values, sink)
+
+    return each
 
 
 def cog_header(tiles: CogTiles, options: Mapping[str, str], part: Path) -> bytes:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 from xml.etree import ElementTree
@@ -40,8 +40,9 @@ _GDAL_TYPES = {"uint8": "Byte", "int16": "Int16", "uint16": "UInt16", "float32":
 
 # Takes the compressed bytes of a band's tiles, left to right (valid during the call only).
 TileSink = Callable[[list[memoryview]], None]
-# Compresses a band of full-width rows into its tiles and hands them to the sink.
-Encode = Callable[[NDArray[Any], TileSink], None]
+# Compresses the same band of full-width rows of one or more rasters of one geometry
+# into their tiles, handing each raster's tiles to its sink.
+Encode = Callable[[Sequence[NDArray[Any]], Sequence[TileSink]], None]
 
 
 class TileLayer:
@@ -52,10 +53,10 @@ class TileLayer:
     complete.
     """
 
-    def __init__(self, stem: Path, width: int, height: int, *, dtype: np.dtype[Any], block: int,
-                 encode: Encode) -> None:  # fmt: skip
+    def __init__(self, stem: Path, width: int, height: int, *, dtype: np.dtype[Any],
+                 block: int) -> None:  # fmt: skip
         self.width, self.height = width, height
-        self._dtype, self._block, self._encode = dtype, block, encode
+        self._dtype, self._block = dtype, block
         self._raw_path = stem.with_name(stem.name + ".scratch.raw")
         self._tiles_path = stem.with_name(stem.name + ".scratch.tiles")
         self._raw: BinaryIO | None = None
@@ -74,24 +75,27 @@ class TileLayer:
     def tiles_path(self) -> Path:
         return self._tiles_path
 
-    def write(self, start: int, rows: NDArray[Any]) -> None:
-        """Take full-width ``rows`` starting at row ``start``."""
+    def arrive(self, start: int, rows: NDArray[Any]) -> list[tuple[int, NDArray[Any]]]:
+        """Take full-width ``rows`` starting at row ``start``; returns the bands they
+        complete, each with all its rows, to be compressed into :meth:`sink`."""
         stop = start + rows.shape[0]
         if self._arrived[start:stop].any():
             raise RasterError(f"rows {start}..{stop} written twice")
         self._arrived[start:stop] = True
         block = self._block
+        complete: list[tuple[int, NDArray[Any]]] = []
         for band in range(start // block, -(-stop // block)):
             top, bottom = band * block, min((band + 1) * block, self.height)
             first, last = max(start, top), min(stop, bottom)
             part = rows[first - start : last - start]
             if (first, last) == (top, bottom):
-                self._compress(band, part)
+                complete.append((band, np.ascontiguousarray(part, dtype=self._dtype)))
                 continue
             self._put_raw(first, part)
             self._pending[band] += last - first
             if self._pending[band] == bottom - top:
-                self._compress(band, self._read_raw(top, bottom))
+                complete.append((band, self._read_raw(top, bottom)))
+        return complete
 
     def _put_raw(self, row: int, values: NDArray[Any]) -> None:
         if self._raw is None:
@@ -106,7 +110,9 @@ class TileLayer:
         data = os.pread(self._raw.fileno(), (bottom - top) * row_bytes, top * row_bytes)
         return np.frombuffer(data, dtype=self._dtype).reshape(bottom - top, self.width)
 
-    def _compress(self, band: int, values: NDArray[Any]) -> None:
+    def sink(self, band: int) -> TileSink:
+        """Where the compressed tiles of ``band`` go: the tiles scratch file."""
+
         def append(tiles: list[memoryview]) -> None:
             expected = -(-self.width // self._block)
             if len(tiles) != expected:
@@ -121,7 +127,7 @@ class TileLayer:
             self.bands[band] = (self._tiles_size, [len(tile) for tile in tiles])
             self._tiles_size += length
 
-        self._encode(np.ascontiguousarray(values, dtype=self._dtype), append)
+        return append
 
     def check_complete(self) -> None:
         if len(self.bands) != len(self._pending):
@@ -161,9 +167,10 @@ class CogTiles:
         self._dtype = np.dtype(dtype)
         self._nodata, self._scale = nodata, scale
         self._stem = stem
+        self._encode = encode
         sizes = [(grid.width, grid.height)] + [(level.width, level.height) for level in levels]
         names = [stem.name + (f"-ovr{number}" if number else "") for number in range(len(sizes))]
-        layer = functools.partial(TileLayer, dtype=self._dtype, block=block, encode=encode)
+        layer = functools.partial(TileLayer, dtype=self._dtype, block=block)
         self.layers = [
             layer(stem.with_name(name), width, height)
             for name, (width, height) in zip(names, sizes, strict=True)
@@ -174,13 +181,41 @@ class CogTiles:
         """Every scratch file, for removal."""
         return [path for layer in self.layers for path in layer.paths]
 
-    def write_rows(self, start: int, rows: NDArray[Any]) -> None:
-        """Take full-width ``rows`` from row ``start`` into the image and every level."""
-        self.layers[0].write(start, rows)
-        for level, layer in zip(self._levels, self.layers[1:], strict=True):
-            first, picked = level.take(start, rows)
-            if picked.shape[0]:
-                layer.write(first, picked)
+    def write_rows(
+        self, start: int, rows: NDArray[Any], variants: Sequence[tuple[CogTiles, NDArray[Any]]] = ()
+    ) -> None:
+        """Take full-width ``rows`` from row ``start`` into the image and every level.
+
+        ``variants`` are other rasters of the same geometry and their rows for the same
+        strip (the masked variants of a raw index): compressed together, so the tiles
+        where they equal ``rows`` are compressed once.
+        """
+        group = [self, *(tiles for tiles, _ in variants)]
+        for other in group[1:]:
+            if [(layer.width, layer.height) for layer in other.layers] != [
+                (layer.width, layer.height) for layer in self.layers
+            ]:
+                raise RasterError("rasters of different sizes written as variants")
+        strips = [rows, *(values for _, values in variants)]
+        self._write_group([tiles.layers[0] for tiles in group], start, strips)
+        for number, level in enumerate(self._levels, start=1):
+            picks = [level.take(start, values) for values in strips]
+            if picks[0][1].shape[0]:
+                layers = [tiles.layers[number] for tiles in group]
+                self._write_group(layers, picks[0][0], [picked for _, picked in picks])
+
+    def _write_group(
+        self, layers: Sequence[TileLayer], start: int, strips: Sequence[NDArray[Any]]
+    ) -> None:
+        # Every layer of a group gets the same rows at once, so its bands complete together.
+        completed = [
+            layer.arrive(start, values) for layer, values in zip(layers, strips, strict=True)
+        ]
+        for bands in zip(*completed, strict=True):
+            self._encode(
+                [values for _, values in bands],
+                [layer.sink(band) for layer, (band, _) in zip(layers, bands, strict=True)],
+            )
 
     def close(self) -> None:
         for layer in self.layers:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,19 +203,35 @@ class RasterWriter:
             self._dataset.scales = (scale,)
             self._dataset.offsets = (0.0,)
 
-    def write_rows(self, start: int, rows: NDArray[Any]) -> None:
-        """Write ``rows`` (full width) starting at row ``start``.
+    def write_rows(
+        self,
+        start: int,
+        rows: NDArray[Any],
+        variants: Sequence[tuple[RasterWriter, NDArray[Any]]] = (),
+    ) -> None:
+        """Write ``rows`` (full width) starting at row ``start``; ``variants`` are other
+        writers of the same grid and their rows for the same strip (masked variants of
+        this raster), compressed together where both stream COGs.
 
         Raises:
-            RasterError: when the strip does not fit the grid (GDAL would crash on an
+            RasterError: when a strip does not fit the grid (GDAL would crash on an
                 empty window rather than report it).
         """
-        height, width = rows.shape
-        if height < 1 or width != self._width or not 0 <= start <= self._height - height:
-            raise RasterError(
-                f"strip of {height}x{width} at row {start} does not fit {self.path.name} "
-                f"({self._width}x{self._height})"
-            )
+        for writer, values in [(self, rows), *variants]:
+            height, width = values.shape
+            if height < 1 or width != writer._width or not 0 <= start <= writer._height - height:
+                raise RasterError(
+                    f"strip of {height}x{width} at row {start} does not fit "
+                    f"{writer.path.name} ({writer._width}x{writer._height})"
+                )
+        sources = [(writer._source, values) for writer, values in variants if writer._source]
+        if self._source is not None and len(sources) == len(variants):
+            self._source.write_rows(start, rows, sources)
+            return
+        for writer, values in [(self, rows), *variants]:
+            writer._write_one(start, values)
+
+    def _write_one(self, start: int, rows: NDArray[Any]) -> None:
         if self._source is not None:
             self._source.write_rows(start, rows)
             return

@@ -6,6 +6,7 @@ sample, so nothing of the whole raster is ever held in memory.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -131,9 +132,16 @@ class OutputFile:
             scale=scale if kind == "index" else None,
         )
 
-    def write(self, start: int, stored: NDArray[np.integer]) -> None:
-        """Write a strip of stored values starting at row ``start``."""
-        self.writer.write_rows(start, stored)
+    def write(
+        self,
+        start: int,
+        stored: NDArray[np.integer],
+        variants: Sequence[tuple[OutputFile, NDArray[np.integer]]] = (),
+    ) -> None:
+        """Write a strip of stored values starting at row ``start``; ``variants`` are
+        files of the same grid (masked variants) and their values for the same strip,
+        compressed together (:meth:`RasterWriter.write_rows`)."""
+        self.writer.write_rows(start, stored, [(file.writer, values) for file, values in variants])
 
     def publish(self, ramp: str | None, record: Recorder | None = None) -> WrittenRaster:
         """Encode and rename the file into place; describe what was written.

@@ -224,6 +224,7 @@ def _write_index_strip(
         values = ix.compute_index(name, strip.reflectance, nodata=strip.nodata_of(definition.bands))
         valid = values != INDEX_NODATA
         valid_count = int(np.count_nonzero(valid))
+        written: list[tuple[OutputFile, NDArray[np.int16]]] = []
         for spec, file in by_index[name]:
             if spec is None:
                 stored, hidden, kept_count = values, None, valid_count
@@ -240,4 +241,7 @@ def _write_index_strip(
             file.sampler.take_index(
                 start, stored, masked=hidden, stretch=definition.stretch, nodata=INDEX_NODATA
             )
-            file.write(start, ix.to_jp2_values(stored) if fmt == "jp2" else stored)
+            written.append((file, ix.to_jp2_values(stored) if fmt == "jp2" else stored))
+        # Raw and masked together: tiles the masks leave untouched are compressed once.
+        (first, first_values), *variants = written
+        first.write(start, first_values, variants)

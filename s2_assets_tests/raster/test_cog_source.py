@@ -96,6 +96,56 @@ def test_cog_bytes_equal_the_drivers_own(
         np.testing.assert_array_equal(src.read(1), values)
 
 
+@pytest.mark.parametrize(("width", "height", "rows"), [(1374, 1100, 512), (1301, 777, 300)])
+def test_variants_written_together_are_each_the_drivers_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, width: int, height: int, rows: int
+) -> None:
+    """A raw raster and masked variants (hidden pixels set to nodata) written as one group
+    are each the driver's own file, and the tiles they share are compressed once."""
+    raw = _textured((height, width), "int16", 32767, seed=7)
+    hidden = np.zeros_like(raw, dtype=bool)
+    hidden[100:180, 600:700] = True  # one cloud: a few tiles differ, in the image and levels
+    hidden[-3:, -2:] = True  # the partial tile in the bottom right corner
+    clear = raw.copy()  # a mask hiding nothing: every tile shared
+    masked = np.where(hidden, np.int16(32767), raw)
+    compressed = {"out0": 0, "out1": 0, "out2": 0}  # tiles compressed into each buffer
+    original = TileCompressor._compress_band
+
+    def counting(
+        self: TileCompressor, values: np.ndarray, out_name: str, *, reuse: object
+    ) -> object:
+        tiles = original(self, values, out_name, reuse=reuse)  # type: ignore[arg-type]
+        compressed[out_name] += sum(entry is None for entry in reuse) if reuse else len(tiles)
+        return tiles
+
+    monkeypatch.setattr(TileCompressor, "_compress_band", counting)
+    grid = _grid(width, height)
+    paths = [tmp_path / f"{name}.tif" for name in ("raw", "masked", "clear")]
+    with gdal_env():
+        writers = [
+            RasterWriter(path, grid, dtype="int16", nodata=32767, output=OutputFormat("tif"))
+            for path in paths
+        ]
+        for start in range(0, height, rows):
+            stop = start + rows
+            writers[0].write_rows(
+                start,
+                raw[start:stop],
+                [(writers[1], masked[start:stop]), (writers[2], clear[start:stop])],
+            )
+        for writer in writers:
+            writer.publish()
+        for path, values in zip(paths, (raw, masked, clear), strict=True):
+            expected = _reference(tmp_path / "reference.tif", values, grid, 32767, None)
+            assert path.read_bytes() == expected, path.name
+    if TileCompressor.load(level=1, block=COG_BLOCK) is not None:
+        # Per band: the raw band's tiles, then only the masked variant's differing ones
+        # (the clear variant's tiles are all shared).
+        raw_tiles, masked_tiles, clear_tiles = compressed.values()
+        assert clear_tiles == 0
+        assert 0 < masked_tiles < raw_tiles
+
+
 def test_levels_follow_the_drivers_sizes() -> None:
     levels = cog_levels(10980, 10980, block=512)
     assert levels is not None
