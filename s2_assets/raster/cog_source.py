@@ -63,6 +63,11 @@ class TileLayer:
         self._tiles: AppendFile | None = None
         self._arrived = np.zeros(height, dtype=bool)
         self._pending = [0] * -(-height // block)  # rows waiting in the raw file, per band
+        # Band -> slot of the raw file its waiting rows occupy. Slots are reused once their
+        # band is compressed, so the raw file stays a band or two long (in-order strips
+        # need one slot per layer) and rewrites page-cache pages it already has instead of
+        # claiming fresh ones, which on a virtual machine cost more than the copy itself.
+        self._slots: dict[int, int] = {}
         # band -> (position in the tiles file, size of each tile)
         self.bands: dict[int, tuple[int, list[int]]] = {}
         self._tiles_size = 0
@@ -91,24 +96,31 @@ class TileLayer:
             if (first, last) == (top, bottom):
                 complete.append((band, np.ascontiguousarray(part, dtype=self._dtype)))
                 continue
-            self._put_raw(first, part)
+            self._put_raw(band, first - top, part)
             self._pending[band] += last - first
             if self._pending[band] == bottom - top:
-                complete.append((band, self._read_raw(top, bottom)))
+                complete.append((band, self._read_raw(band, bottom - top)))
         return complete
 
-    def _put_raw(self, row: int, values: NDArray[Any]) -> None:
+    def _put_raw(self, band: int, row: int, values: NDArray[Any]) -> None:
+        """Keep ``values``, rows ``row``.. of ``band``, until the band is complete."""
         if self._raw is None:
             self._raw = open(self._raw_path, "w+b", buffering=0)  # noqa: SIM115 (closed in close())
-        self._raw.seek(row * self.width * self._dtype.itemsize)
+        if band not in self._slots:
+            taken = set(self._slots.values())
+            self._slots[band] = next(slot for slot in range(len(taken) + 1) if slot not in taken)
+        row_bytes = self.width * self._dtype.itemsize
+        self._raw.seek((self._slots[band] * self._block + row) * row_bytes)
         # Unbuffered: the write hands the array's own buffer to the kernel, no copy.
         self._raw.write(np.ascontiguousarray(values, dtype=self._dtype).data)
 
-    def _read_raw(self, top: int, bottom: int) -> NDArray[Any]:
+    def _read_raw(self, band: int, rows: int) -> NDArray[Any]:
+        """The ``rows`` waiting rows of ``band``, which frees its slot."""
         assert self._raw is not None
         row_bytes = self.width * self._dtype.itemsize
-        data = os.pread(self._raw.fileno(), (bottom - top) * row_bytes, top * row_bytes)
-        return np.frombuffer(data, dtype=self._dtype).reshape(bottom - top, self.width)
+        offset = self._slots.pop(band) * self._block * row_bytes
+        data = os.pread(self._raw.fileno(), rows * row_bytes, offset)
+        return np.frombuffer(data, dtype=self._dtype).reshape(rows, self.width)
 
     def sink(self, band: int) -> TileSink:
         """Where the compressed tiles of ``band`` go: the tiles scratch file."""

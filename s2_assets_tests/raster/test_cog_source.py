@@ -235,6 +235,23 @@ def test_full_resolution_rows_never_go_to_an_uncompressed_scratch(tmp_path: Path
     writer.discard()
 
 
+def test_rows_waiting_for_their_band_reuse_one_band_of_scratch(tmp_path: Path) -> None:
+    """Strips off the tile grid leave rows waiting for the rest of their band; in-order
+    strips never need more than one band of raw scratch per layer, however tall."""
+    height, width = 3000, 1100
+    writer = RasterWriter(
+        tmp_path / "x.tif", _grid(width, height), dtype="int16", nodata=32767,
+        output=OutputFormat("tif"),
+    )  # fmt: skip
+    largest = 0
+    for start in range(0, height, 300):
+        writer.write_rows(start, np.ones((min(300, height - start), width), np.int16))
+        raw = [p for p in tmp_path.iterdir() if re.search(r"-[0-9a-f]{8}\.scratch\.raw$", p.name)]
+        largest = max([largest, *(p.stat().st_size for p in raw)])
+    assert 0 < largest <= COG_BLOCK * width * 2
+    writer.discard()
+
+
 def test_rows_written_twice_or_never_are_errors(tmp_path: Path) -> None:
     with gdal_env(), RasterWriter(
         tmp_path / "x.tif", _grid(1100, 700), dtype="int16", nodata=32767,
