@@ -10,7 +10,7 @@ into [-10000, 10000], the rest into [-32768, 32766].
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,9 @@ I16 = NDArray[np.int16]
 ND_SCALE = 10000.0  # normalized differences and EVI are stored x 10000
 INT16_MIN, INT16_MAX_VALID = -32768, INDEX_NODATA - 1  # nodata is the int16 maximum
 JP2_MIN, JP2_MAX_VALID = -16384, JP2_INDEX_NODATA - 1  # signed 15 bits, top value = nodata
+# Pixels per block of the index formulas: a float32 temporary of 256 KB, so a formula's
+# few temporaries stay in a core's L2 cache.
+BLOCK_PIXELS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -90,23 +93,37 @@ def bands_needed(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(seen))
 
 
-def _truncate_clip(
-    values: NDArray[np.floating[Any]], undefined: NDArray[np.bool_], lo: int, hi: int
-) -> I16:
-    """Truncate toward zero, clip into [lo, hi], put nodata where ``undefined``.
+class Scratch:
+    """Reusable temporaries for :func:`index_values`, one set per strip shape.
+
+    Fresh arrays of a strip's size are fresh pages the kernel zero-fills on first touch;
+    the 12 indices of a strip (and the strips after it) reuse the same few buffers.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, NDArray[Any]] = {}
+
+    def get(self, key: str, shape: tuple[int, ...], dtype: Any) -> NDArray[Any]:
+        """The buffer named ``key`` with that shape and dtype (contents undefined)."""
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+            buffer = self._buffers[key] = np.empty(shape, dtype=dtype)
+        return buffer
+
+
+def _store(
+    values: NDArray[np.floating[Any]], bad: NDArray[np.bool_], lo: int, hi: int, out: I16
+) -> None:
+    """Truncate toward zero, clip into [lo, hi], put nodata where ``bad``, into ``out``.
 
     Works in place on ``values`` (a temporary of the caller's formula).
     """
-    bad = np.isfinite(values)
-    np.logical_not(bad, out=bad)
-    bad |= undefined
     # Clipping to integer bounds commutes with truncation, and the cast to int16
     # truncates toward zero: no separate np.trunc pass.
     np.clip(values, lo, hi, out=values)
     with np.errstate(invalid="ignore"):  # NaN casts to garbage, overwritten just below
-        out = values.astype(np.int16)
+        np.copyto(out, values, casting="unsafe")  # the cast ``astype(np.int16)`` does
     np.copyto(out, np.int16(INDEX_NODATA), where=bad)
-    return out
 
 
 def compute_index(name: str, reflectance: Mapping[str, F32], *, nodata: NDArray[np.bool_]) -> I16:
@@ -115,37 +132,134 @@ def compute_index(name: str, reflectance: Mapping[str, F32], *, nodata: NDArray[
     Args:
         name: an index name (``NDVI`` …).
         reflectance: band name -> float32 DN with the product's BOA offset added
-            (reflectance x 10000), 20 m bands already upsampled.
+            (reflectance x 10000), 20 m bands already upsampled: whole numbers, as DN
+            and offsets are.
         nodata: pixels where any band the index reads has no data (DN 0).
 
     Returns:
         int16 values as stored (scaled, truncated, clipped), 32767 for nodata.
     """
+    return index_values(name, reflectance, nodata=nodata)[0]
+
+
+def index_values(
+    name: str,
+    reflectance: Mapping[str, F32],
+    *,
+    nodata: NDArray[np.bool_],
+    scratch: Scratch | None = None,
+) -> tuple[I16, NDArray[np.bool_]]:
+    """:func:`compute_index`, and where it is nodata (exactly where the values are 32767;
+    possibly ``nodata`` itself or a buffer of ``scratch``, overwritten by the next call).
+
+    The formulas are sen2chain's, each operation in the same order on the same float32
+    values as a plain numpy expression would do it, only a few rows at a time
+    (``BLOCK_PIXELS``) into reused buffers: element-wise, so the values are the same,
+    while the temporaries stay in the CPU's cache instead of streaming a strip-sized
+    array through memory for every operation.
+
+    Non-finite values (NaN, infinities) become nodata. Only EVI needs a test for them:
+    the bands hold whole numbers below 2**17 in magnitude, so a normalized difference's
+    or IRECI's denominator (a sum of two of them, or B05) is either <= 0, already
+    nodata, or >= 1, which leaves the quotient finite; a brightness is the square root
+    of a finite non-negative number. EVI's denominator ``NIR + 6 R - 7.5 B + 1`` is a sum
+    of rounded fractions and is tested as it was.
+    """
     definition = index_def(name)
     bands = [reflectance[band] for band in definition.bands]
-    if definition.kind == "nd":
-        first, second = bands
-        denominator = first + second
-        values = first - second
-        with np.errstate(divide="ignore", invalid="ignore"):
-            np.divide(values, denominator, out=values)
-        values *= np.float32(ND_SCALE)
-        return _truncate_clip(values, nodata | (denominator <= 0), *_ND)
-    if definition.kind == "ireci":
-        b07, b05, b06, b04 = bands
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            ireci = b06 * (b07 - b04) / b05
-        return _truncate_clip(ireci, nodata | (b05 <= 0), INT16_MIN, INT16_MAX_VALID)
-    if definition.kind == "bi":
-        first, second = bands
-        with np.errstate(over="ignore"):
-            brightness = np.sqrt((first * first + second * second) / np.float32(2))
-        return _truncate_clip(brightness, nodata, INT16_MIN, INT16_MAX_VALID)
-    red, nir, blue = (band / np.float32(ND_SCALE) for band in bands)
-    denominator = nir + np.float32(6) * red - np.float32(7.5) * blue + np.float32(1)
+    work = scratch or Scratch()
+    shape = bands[0].shape
+    if any(band.shape != shape for band in bands) or nodata.shape != shape or not shape:
+        raise ValueError(f"{name}: bands and nodata must be arrays of one shape")
+    dtype = np.result_type(*bands, np.float32)
+    out = np.empty(shape, dtype=np.int16)
+    bad = nodata if definition.kind == "bi" else work.get("bad", shape, np.bool_)
+    step = max(1, BLOCK_PIXELS // max(1, int(np.prod(shape[1:]))))
+    block_shape = (min(step, shape[0]), *shape[1:])
+    formula = _FORMULAS[definition.kind]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        evi = np.float32(2.5) * (nir - red) / denominator * np.float32(ND_SCALE)
-    return _truncate_clip(evi, nodata | (denominator <= 0), INT16_MIN, INT16_MAX_VALID)
+        for first in range(0, shape[0], step):
+            rows = slice(first, first + step)
+            count = len(out[rows])
+
+            def temp(key: str, kind: Any = dtype, count: int = count) -> NDArray[Any]:
+                return work.get(f"block-{key}", block_shape, kind)[:count]
+
+            formula([band[rows] for band in bands], nodata[rows], bad[rows], out[rows], temp)
+    return out, bad
+
+
+Temp = Callable[..., NDArray[Any]]  # (key, dtype=the formula's float type) -> block buffer
+
+
+def _nd(
+    bands: list[F32], nodata: NDArray[np.bool_], bad: NDArray[np.bool_], out: I16, temp: Temp
+) -> None:
+    first, second = bands
+    denominator, values = temp("a"), temp("b")
+    np.add(first, second, out=denominator)
+    np.subtract(first, second, out=values)
+    np.divide(values, denominator, out=values)
+    np.multiply(values, np.float32(ND_SCALE), out=values)
+    np.less_equal(denominator, 0, out=bad)
+    bad |= nodata
+    _store(values, bad, *_ND, out)
+
+
+def _ireci(
+    bands: list[F32], nodata: NDArray[np.bool_], bad: NDArray[np.bool_], out: I16, temp: Temp
+) -> None:
+    b07, b05, b06, b04 = bands
+    ireci = temp("a")
+    np.subtract(b07, b04, out=ireci)
+    np.multiply(b06, ireci, out=ireci)
+    np.divide(ireci, b05, out=ireci)
+    np.less_equal(b05, 0, out=bad)
+    bad |= nodata
+    _store(ireci, bad, INT16_MIN, INT16_MAX_VALID, out)
+
+
+def _bi(
+    bands: list[F32], nodata: NDArray[np.bool_], bad: NDArray[np.bool_], out: I16, temp: Temp
+) -> None:
+    first, second = bands
+    brightness, square = temp("a"), temp("b")
+    np.multiply(first, first, out=brightness)
+    np.multiply(second, second, out=square)
+    brightness += square
+    np.divide(brightness, np.float32(2), out=brightness)
+    np.sqrt(brightness, out=brightness)
+    _store(brightness, nodata, INT16_MIN, INT16_MAX_VALID, out)
+
+
+def _evi(
+    bands: list[F32], nodata: NDArray[np.bool_], bad: NDArray[np.bool_], out: I16, temp: Temp
+) -> None:
+    red, nir, blue = (temp(key) for key in "abc")
+    for band, scaled in zip(bands, (red, nir, blue), strict=True):
+        np.divide(band, np.float32(ND_SCALE), out=scaled)
+    denominator = temp("d")
+    np.multiply(np.float32(6), red, out=denominator)
+    np.add(nir, denominator, out=denominator)
+    np.multiply(np.float32(7.5), blue, out=blue)
+    np.subtract(denominator, blue, out=denominator)
+    np.add(denominator, np.float32(1), out=denominator)
+    evi = nir
+    np.subtract(nir, red, out=evi)
+    np.multiply(np.float32(2.5), evi, out=evi)
+    np.divide(evi, denominator, out=evi)
+    np.multiply(evi, np.float32(ND_SCALE), out=evi)
+    np.less_equal(denominator, 0, out=bad)
+    bad |= nodata
+    finite = np.isfinite(evi, out=temp("finite", np.bool_))
+    np.logical_not(finite, out=finite)
+    bad |= finite
+    _store(evi, bad, INT16_MIN, INT16_MAX_VALID, out)
+
+
+_FORMULAS: dict[str, Callable[[list[F32], NDArray[np.bool_], NDArray[np.bool_], I16, Temp], None]] = {
+    "nd": _nd, "ireci": _ireci, "bi": _bi, "evi": _evi,
+}  # fmt: skip
 
 
 def apply_mask(values: I16, mask: NDArray[Any]) -> I16:

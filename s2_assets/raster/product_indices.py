@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -52,19 +51,23 @@ class _IndexStrip:
     def __init__(self) -> None:
         self.reflectance: dict[str, NDArray[np.float32]] = {}
         self.nodata: dict[str, NDArray[np.bool_]] = {}
+        self._combined: dict[frozenset[str], NDArray[np.bool_]] = {}
 
-    def add(self, band: str, dn: NDArray[Any], *, offset: int, nodata: NDArray[np.bool_]) -> None:
-        values = dn if dn.dtype == np.float32 else dn.astype(np.float32)
-        if offset:
-            values += np.float32(offset)
+    def add(self, band: str, values: NDArray[np.float32], *, nodata: NDArray[np.bool_]) -> None:
+        """A band's offset-corrected float32 values on the strip."""
         self.reflectance[band] = values
         self.nodata[band] = nodata
 
     def nodata_of(self, bands: Sequence[str]) -> NDArray[np.bool_]:
-        combined = self.nodata[bands[0]].copy()
-        for band in bands[1:]:
-            combined |= self.nodata[band]
-        return combined
+        """Where any of ``bands`` has no data; computed once per set of bands and strip
+        (BIRNIR reads NDVI's bands, NDBI NDWIGAO's). Not to be modified."""
+        key = frozenset(bands)
+        if key not in self._combined:
+            combined = self.nodata[bands[0]]
+            for band in bands[1:]:
+                combined = np.logical_or(combined, self.nodata[band])
+            self._combined[key] = combined
+        return self._combined[key]
 
 
 def _read_index_strip(
@@ -76,15 +79,19 @@ def _read_index_strip(
 ) -> _IndexStrip:
     strip = _IndexStrip()
     for band in bands:
+        offset = metadata.offset(band)
         if NATIVE_RESOLUTION[band] == 10:
             dn = streams[band].rows(start, stop)
-            strip.add(band, dn, offset=metadata.offset(band), nodata=dn == 0)
+            # One pass: each DN cast to float32 and the offset added in float32, as
+            # ``dn.astype(np.float32) + np.float32(offset)`` does in two.
+            values = np.add(dn, np.float32(offset), dtype=np.float32)
+            strip.add(band, values, nodata=dn == 0)
         else:
             # One 20 m row of context each side: the 10 m pixels on the strip's first and
             # last rows blend with it, exactly as a whole-band bilinear read does.
             padded = streams[band].rows_edge_padded(start // 2 - 1, stop // 2 + 1)
             strip.add(
-                band, upsample2_bilinear_float32(padded), offset=metadata.offset(band),
+                band, upsample2_bilinear_float32(padded, offset=offset),
                 nodata=upsample2_touched(padded == 0),
             )  # fmt: skip
     return strip
@@ -158,12 +165,13 @@ def compute_indices(
         grid = _check_index_grids(readers, bands, [f"mask:{spec}" for spec in mask_paths])
         plan = _plan_index_outputs(names, mask_paths, grid, product_id, out_dir_for, fmt, metadata)
         files.extend(file for _, file in plan)
+        scratch = ix.Scratch()  # the index formulas' temporaries, reused strip after strip
         for start, stop in strips(grid.height, rows):
             strip = _read_index_strip(bands, streams, metadata, start, stop)
             mask_strips = {
                 spec: _mask_rows(streams[f"mask:{spec}"], grid, start, stop) for spec in mask_paths
             }
-            _write_index_strip(names, plan, strip, mask_strips, start, fmt)
+            _write_index_strip(names, plan, strip, mask_strips, start, fmt, scratch)
         return publish_all([f for _, f in plan], [ix.INDICES[f.name].ramp for _, f in plan], record)
 
 
@@ -213,25 +221,32 @@ def _write_index_strip(
     mask_strips: Mapping[str, NDArray[np.bool_]],
     start: int,
     fmt: str,
+    scratch: ix.Scratch | None = None,
 ) -> None:
     by_index: dict[str, list[tuple[str | None, OutputFile]]] = {}
     for spec, file in plan:
         by_index.setdefault(file.name, []).append((spec, file))
+    work = scratch or ix.Scratch()
     # One fill per mask for the whole strip, shared by every index it masks.
     fills = {spec: ix.mask_fill(hidden) for spec, hidden in mask_strips.items()}
     for name in names:
         definition = ix.INDICES[name]
-        values = ix.compute_index(name, strip.reflectance, nodata=strip.nodata_of(definition.bands))
-        valid = values != INDEX_NODATA
-        valid_count = int(np.count_nonzero(valid))
+        values, nodata = ix.index_values(
+            name, strip.reflectance, nodata=strip.nodata_of(definition.bands), scratch=work
+        )
+        # ``nodata`` is exactly where ``values`` is 32767 (valid values are clipped below).
+        valid_count = values.size - int(np.count_nonzero(nodata))
         written: list[tuple[OutputFile, NDArray[np.int16]]] = []
         for spec, file in by_index[name]:
             if spec is None:
                 stored, hidden, kept_count = values, None, valid_count
             else:
                 stored = ix.apply_mask_fill(values, fills[spec])
-                # Hidden by the mask where the index had a value: valid & mask.
-                hidden = valid & mask_strips[spec]
+                # Hidden by the mask where the index had a value: mask & ~nodata, which
+                # for booleans is mask > nodata.
+                hidden = np.greater(
+                    mask_strips[spec], nodata, out=work.get("hidden", values.shape, np.bool_)
+                )
                 kept_count = valid_count - int(np.count_nonzero(hidden))
             file.stats.add_excluding(
                 stored, excluded=INDEX_NODATA, valid=kept_count,

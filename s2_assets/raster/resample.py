@@ -50,22 +50,29 @@ def upsample2_bilinear(padded: NDArray[Any]) -> NDArray[Any]:
     return out.astype(padded.dtype)
 
 
-def upsample2_bilinear_float32(padded: NDArray[Any]) -> NDArray[np.float32]:
-    """:func:`upsample2_bilinear` computed straight in float32, for the index formulas.
+def upsample2_bilinear_float32(padded: NDArray[Any], *, offset: int = 0) -> NDArray[np.float32]:
+    """:func:`upsample2_bilinear` computed straight in float32, plus an integer ``offset``
+    (the band's BOA offset), for the index formulas.
 
-    Exact: the 16-times-weighted sums of 16-bit values stay below 2**24, and dividing by
-    16 and flooring are exact in binary floating point, so the values equal the integer
-    version's, without the round trip through the band's integer type.
+    Exact, and the same values as the integer version plus ``offset``: each source value
+    ``v`` (below 2**16, like ``|offset|``) becomes ``(v + offset + 1/2) / 16``, a multiple
+    of 1/32 below 2**13 in magnitude (exact: float32 has a 24-bit mantissa and dividing by
+    a power of two is exact). The weights sum to 16 on each 10 m pixel, so every partial
+    weighted sum is a multiple of 1/32 below 2**17 (at most 22 significant bits: no
+    rounding at any step) and the whole one is ``(9a + 3b + 3c + d + 8) / 16 + offset``;
+    flooring it gives ``((9a + 3b + 3c + d + 8) >> 4) + offset`` (the offset is an integer). One pass over the 10 m pixels
+    (the floor) beyond the weighted sums themselves, instead of four (+ 8, / 16, floor,
+    + offset).
     """
     source = padded.astype(np.float32)
+    source += np.float32(offset + 0.5)
+    source *= np.float32(1 / 16)
     centre = source[1:-1]
     tripled = centre * np.float32(3)
     vertical = np.empty((2 * centre.shape[0], centre.shape[1]), dtype=np.float32)
     np.add(tripled, source[:-2], out=vertical[0::2])
     np.add(tripled, source[2:], out=vertical[1::2])
     out = _spread_columns(vertical)
-    out += np.float32(8)
-    out *= np.float32(1 / 16)
     np.floor(out, out=out)
     return out
 

@@ -79,11 +79,20 @@ class RowStream:
         while self._held_stop < stop:
             self._take_ahead()
         self._drop_before(start)
-        held = self._rows[0] if len(self._rows) == 1 else np.concatenate(self._rows)
         # Keep rows from ``start`` on only: requests never move backwards.
-        held = held[start - self._first :]
-        self._rows, self._first = [held], start
-        return held[: stop - start]
+        self._rows[0] = self._rows[0][start - self._first :]
+        self._first = start
+        if stop - start <= len(self._rows[0]):
+            return self._rows[0][: stop - start]  # within one chunk: a view, no copy
+        # Across chunks: copy only the rows asked for (the chunks stay as they are, so a
+        # strip's halo rows never make the whole held window be copied again).
+        pieces, wanted = [], stop - start
+        for chunk in self._rows:
+            pieces.append(chunk[:wanted])
+            wanted -= len(pieces[-1])
+            if not wanted:
+                break
+        return np.concatenate(pieces)
 
     def rows_edge_padded(self, start: int, stop: int) -> NDArray[Any]:
         """Rows ``start``..``stop``; rows beyond the band repeat its first or last row."""

@@ -129,3 +129,65 @@ def test_jp2_values_keep_nodata_apart_from_valid_values() -> None:
     assert ix.to_jp2_values(values).tolist() == [
         -16384, -16384, 0, 16382, 16382, 16382, 16383,
     ]  # fmt: skip
+
+
+def _plain_index(name: str, reflectance: dict[str, np.ndarray], nodata: np.ndarray) -> np.ndarray:
+    """The formulas as whole-array numpy expressions, every non-finite value nodata."""
+    definition = ix.INDICES[name]
+    bands = [reflectance[band] for band in definition.bands]
+    undefined = nodata.copy()
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if definition.kind == "nd":
+            first, second = bands
+            values = (first - second) / (first + second) * np.float32(10000)
+            undefined |= first + second <= 0
+            lo, hi = -10000, 10000
+        elif definition.kind == "ireci":
+            b07, b05, b06, b04 = bands
+            values = b06 * (b07 - b04) / b05
+            undefined |= b05 <= 0
+            lo, hi = -32768, 32766
+        elif definition.kind == "bi":
+            first, second = bands
+            values = np.sqrt((first * first + second * second) / np.float32(2))
+            lo, hi = -32768, 32766
+        else:
+            red, nir, blue = (band / np.float32(10000) for band in bands)
+            denominator = nir + np.float32(6) * red - np.float32(7.5) * blue + np.float32(1)
+            values = np.float32(2.5) * (nir - red) / denominator * np.float32(10000)
+            undefined |= denominator <= 0
+            lo, hi = -32768, 32766
+        undefined |= ~np.isfinite(values)
+        out = np.trunc(np.clip(values, lo, hi)).astype(np.int16)
+    out[undefined] = NODATA
+    return out
+
+
+@pytest.mark.parametrize("offset", [-1000, 0])
+def test_blocked_formulas_equal_whole_array_expressions(offset: int) -> None:
+    """Random DN (zeros, extremes, EVI's near-zero denominators) on a strip wider and
+    taller than a block, with reused scratch buffers: every value as the plain formula."""
+    rng = np.random.default_rng(5)
+    shape = (37, ix.BLOCK_PIXELS // 8 + 3)  # blocks of 8 rows, the last one short
+    bands = sorted({band for d in ix.INDICES.values() for band in d.bands})
+    dn = {band: rng.integers(0, 12000, shape).astype(np.uint16) for band in bands}
+    for band in bands:
+        dn[band].flat[rng.integers(0, dn[band].size, 500)] = 0
+        dn[band].flat[rng.integers(0, dn[band].size, 50)] = 65535
+        dn[band].flat[rng.integers(0, dn[band].size, 50)] = 1
+    # EVI denominators within a rounding error of zero: 0.5 + 0.6 - 7.5 B + 1 with
+    # B around 0.28 (DN 2800 + offset), on both sides of zero.
+    near = (slice(None), slice(0, 400))
+    dn["B08"][near], dn["B04"][near] = 5000 - offset, 1000 - offset
+    dn["B02"][near] = rng.integers(2790, 2810, (shape[0], 400)) - offset
+    reflectance = {b: a.astype(np.float32) + np.float32(offset) for b, a in dn.items()}
+    scratch = ix.Scratch()
+    for name, definition in ix.INDICES.items():
+        nodata = np.logical_or.reduce([dn[band] == 0 for band in definition.bands])
+        values, bad = ix.index_values(name, reflectance, nodata=nodata, scratch=scratch)
+        expected = _plain_index(name, reflectance, nodata)
+        np.testing.assert_array_equal(values, expected, err_msg=name)
+        np.testing.assert_array_equal(bad, expected == NODATA, err_msg=name)
+        np.testing.assert_array_equal(ix.compute_index(name, reflectance, nodata=nodata), values)
+    evi = ix.compute_index("EVI", reflectance, nodata=np.zeros(shape, dtype=bool))
+    assert (evi[near] == NODATA).any() and (evi[near] == 32766).any()

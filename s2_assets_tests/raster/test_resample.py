@@ -101,3 +101,19 @@ def test_float32_version_equals_the_integer_one() -> None:
     floats = upsample2_bilinear_float32(padded)
     assert floats.dtype == np.float32
     np.testing.assert_array_equal(floats, upsample2_bilinear(padded).astype(np.float32))
+
+
+@pytest.mark.parametrize("offset", [-1000, 0, 37, -65535])
+def test_float32_version_with_an_offset_equals_the_integer_one_plus_the_offset(
+    offset: int,
+) -> None:
+    rng = np.random.default_rng(11)
+    array = rng.integers(0, 65536, (29, 23)).astype(np.uint16)
+    array[0, :6] = (0, 1, 65535, 65534, 0, 65535)
+    array[-1, -3:] = (0, 65535, 0)
+    padded = _edge_padded(array)
+    floats = upsample2_bilinear_float32(padded, offset=offset)
+    expected = upsample2_bilinear(padded).astype(np.float32) + np.float32(offset)
+    assert floats.dtype == np.float32
+    np.testing.assert_array_equal(floats, expected)
+    assert not np.signbit(floats[floats == 0]).any()  # no -0.0 where the sum is zero
