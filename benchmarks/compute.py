@@ -159,7 +159,9 @@ def _round(inputs: dict[str, Any], first: int, stop: int, strip_rows: int) -> tu
     for start, end in strips(height, strip_rows):
         if end <= first or start >= stop:
             continue
-        strip = pi._read_index_strip(inputs["bands"], streams, inputs["metadata"], start, end)
+        strip = pi._read_index_strip(
+            inputs["bands"], streams, inputs["metadata"], start, end, *reused.values()
+        )
         masks = {MASK_SPEC: pi._mask_rows(streams[f"mask:{MASK_SPEC}"], grid, start, end)}  # type: ignore[arg-type]
         pi._write_index_strip(INDEX_NAMES, plan, strip, masks, start, "tif", **reused)  # type: ignore[arg-type]
     seconds = time.process_time() - began - sum(out.hashing for out in outputs)
