@@ -94,3 +94,23 @@ def test_a_writer_dying_in_the_record_leaves_no_file(tmp_path: Path) -> None:
         output.publish("RdYlGn", record)
     output.discard()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("block", [1, 7 * 50, 1 << 17])
+def test_fast_statistics_in_blocks_of_any_size(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of one row, of seven rows (the last one short) and of the whole strip."""
+    monkeypatch.setattr("s2_assets.raster.outputs.STATS_BLOCK_PIXELS", block)
+    rng = np.random.default_rng(3)
+    strips = [rng.integers(-32768, 32768, (45, 50)).astype(np.int16) for _ in range(2)]
+    strips[0][44, 49] = 32766  # the largest included value, in the last row of the last block
+    strips[1][:30] = 32767  # the first blocks hold nothing included
+    slow, fast = _both(strips, 32767)
+    assert fast.result(1.0) == slow.result(1.0)
+    assert fast.result(1.0).maximum == 32766
+
+
+def test_rows_too_wide_for_an_int32_sum_are_summed_in_int64() -> None:
+    values = np.full((3, 70000), 32766, dtype=np.int16)  # a row sums to about 2.3e9
+    values[1, ::3] = 32767
+    slow, fast = _both([values], 32767)
+    assert fast.result(1.0) == slow.result(1.0) and fast.result(1.0).mean == 32766
