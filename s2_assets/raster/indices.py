@@ -10,7 +10,7 @@ into [-10000, 10000], the rest into [-32768, 32766].
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,11 +146,12 @@ def index_values(
     name: str,
     reflectance: Mapping[str, F32],
     *,
-    nodata: NDArray[np.bool_],
+    nodata: NDArray[np.bool_] | Sequence[NDArray[np.bool_]],
     scratch: Scratch | None = None,
 ) -> tuple[I16, NDArray[np.bool_]]:
     """:func:`compute_index`, and where it is nodata (exactly where the values are 32767;
     possibly ``nodata`` itself or a buffer of ``scratch``, overwritten by the next call).
+    ``nodata`` may also be a list of arrays (one per band, say), combined block by block.
 
     The formulas are sen2chain's, each operation in the same order on the same float32
     values as a plain numpy expression would do it, only a few rows at a time
@@ -168,12 +169,14 @@ def index_values(
     definition = index_def(name)
     bands = [reflectance[band] for band in definition.bands]
     work = scratch or Scratch()
+    layers = [nodata] if isinstance(nodata, np.ndarray) else list(nodata)
     shape = bands[0].shape
-    if any(band.shape != shape for band in bands) or nodata.shape != shape or not shape:
+    if any(array.shape != shape for array in (*bands, *layers)) or not shape or not layers:
         raise ValueError(f"{name}: bands and nodata must be arrays of one shape")
     dtype = np.result_type(*bands, np.float32)
     out = np.empty(shape, dtype=np.int16)
-    bad = nodata if definition.kind == "bi" else work.get("bad", shape, np.bool_)
+    only_nodata = definition.kind == "bi" and len(layers) == 1
+    bad = layers[0] if only_nodata else work.get("bad", shape, np.bool_)
     step = max(1, BLOCK_PIXELS // max(1, int(np.prod(shape[1:]))))
     block_shape = (min(step, shape[0]), *shape[1:])
     formula = _FORMULAS[definition.kind]
@@ -185,16 +188,22 @@ def index_values(
             def temp(key: str, kind: Any = dtype, count: int = count) -> NDArray[Any]:
                 return work.get(f"block-{key}", block_shape, kind)[:count]
 
-            formula([band[rows] for band in bands], nodata[rows], bad[rows], out[rows], temp)
+            blocks = [] if only_nodata else [layer[rows] for layer in layers]
+            formula([band[rows] for band in bands], blocks, bad[rows], out[rows], temp)
     return out, bad
 
 
 Temp = Callable[..., NDArray[Any]]  # (key, dtype=the formula's float type) -> block buffer
+Layers = list[NDArray[np.bool_]]
 
 
-def _nd(
-    bands: list[F32], nodata: NDArray[np.bool_], bad: NDArray[np.bool_], out: I16, temp: Temp
-) -> None:
+def _flag(bad: NDArray[np.bool_], nodata: Layers) -> None:
+    """``bad |=`` every no-data layer."""
+    for layer in nodata:
+        bad |= layer
+
+
+def _nd(bands: list[F32], nodata: Layers, bad: NDArray[np.bool_], out: I16, temp: Temp) -> None:
     first, second = bands
     denominator, values = temp("a"), temp("b")
     np.add(first, second, out=denominator)
@@ -202,26 +211,22 @@ def _nd(
     np.divide(values, denominator, out=values)
     np.multiply(values, np.float32(ND_SCALE), out=values)
     np.less_equal(denominator, 0, out=bad)
-    bad |= nodata
+    _flag(bad, nodata)
     _store(values, bad, *_ND, out)
 
 
-def _ireci(
-    bands: list[F32], nodata: NDArray[np.bool_], bad: NDArray[np.bool_], out: I16, temp: Temp
-) -> None:
+def _ireci(bands: list[F32], nodata: Layers, bad: NDArray[np.bool_], out: I16, temp: Temp) -> None:
     b07, b05, b06, b04 = bands
     ireci = temp("a")
     np.subtract(b07, b04, out=ireci)
     np.multiply(b06, ireci, out=ireci)
     np.divide(ireci, b05, out=ireci)
     np.less_equal(b05, 0, out=bad)
-    bad |= nodata
+    _flag(bad, nodata)
     _store(ireci, bad, INT16_MIN, INT16_MAX_VALID, out)
 
 
-def _bi(
-    bands: list[F32], nodata: NDArray[np.bool_], bad: NDArray[np.bool_], out: I16, temp: Temp
-) -> None:
+def _bi(bands: list[F32], nodata: Layers, bad: NDArray[np.bool_], out: I16, temp: Temp) -> None:
     first, second = bands
     brightness, square = temp("a"), temp("b")
     np.multiply(first, first, out=brightness)
@@ -229,12 +234,13 @@ def _bi(
     brightness += square
     np.divide(brightness, np.float32(2), out=brightness)
     np.sqrt(brightness, out=brightness)
-    _store(brightness, nodata, INT16_MIN, INT16_MAX_VALID, out)
+    if nodata:  # else ``bad`` is the one no-data layer itself
+        np.copyto(bad, nodata[0])
+        _flag(bad, nodata[1:])
+    _store(brightness, bad, INT16_MIN, INT16_MAX_VALID, out)
 
 
-def _evi(
-    bands: list[F32], nodata: NDArray[np.bool_], bad: NDArray[np.bool_], out: I16, temp: Temp
-) -> None:
+def _evi(bands: list[F32], nodata: Layers, bad: NDArray[np.bool_], out: I16, temp: Temp) -> None:
     red, nir, blue = (temp(key) for key in "abc")
     for band, scaled in zip(bands, (red, nir, blue), strict=True):
         np.divide(band, np.float32(ND_SCALE), out=scaled)
@@ -250,14 +256,14 @@ def _evi(
     np.divide(evi, denominator, out=evi)
     np.multiply(evi, np.float32(ND_SCALE), out=evi)
     np.less_equal(denominator, 0, out=bad)
-    bad |= nodata
+    _flag(bad, nodata)
     finite = np.isfinite(evi, out=temp("finite", np.bool_))
     np.logical_not(finite, out=finite)
     bad |= finite
     _store(evi, bad, INT16_MIN, INT16_MAX_VALID, out)
 
 
-_FORMULAS: dict[str, Callable[[list[F32], NDArray[np.bool_], NDArray[np.bool_], I16, Temp], None]] = {
+_FORMULAS: dict[str, Callable[[list[F32], Layers, NDArray[np.bool_], I16, Temp], None]] = {
     "nd": _nd, "ireci": _ireci, "bi": _bi, "evi": _evi,
 }  # fmt: skip
 

@@ -56,7 +56,6 @@ class _IndexStrip:
         self.scratch = scratch
         self.reflectance: dict[str, NDArray[np.float32]] = {}
         self.nodata: dict[str, NDArray[np.bool_]] = {}
-        self._combined: dict[frozenset[str], NDArray[np.bool_]] = {}
 
     def buffers(
         self, band: str, shape: tuple[int, ...]
@@ -66,22 +65,6 @@ class _IndexStrip:
         nodata = self.scratch.get(f"nodata-{band}", shape, np.bool_)
         self.reflectance[band], self.nodata[band] = values, nodata
         return values, nodata
-
-    def nodata_of(self, bands: Sequence[str]) -> NDArray[np.bool_]:
-        """Where any of ``bands`` has no data; computed once per set of bands and strip
-        (BIRNIR reads NDVI's bands, NDBI NDWIGAO's). Not to be modified."""
-        key = frozenset(bands)
-        if key not in self._combined:
-            if len(bands) == 1:
-                self._combined[key] = self.nodata[bands[0]]
-                return self._combined[key]
-            first = self.nodata[bands[0]]
-            combined = self.scratch.get(f"nodata-{'+'.join(sorted(key))}", first.shape, np.bool_)
-            np.logical_or(first, self.nodata[bands[1]], out=combined)
-            for band in bands[2:]:
-                combined |= self.nodata[band]
-            self._combined[key] = combined
-        return self._combined[key]
 
 
 def _read_index_strip(
@@ -248,7 +231,10 @@ def _write_index_strip(
     for name in names:
         definition = ix.INDICES[name]
         values, nodata = ix.index_values(
-            name, strip.reflectance, nodata=strip.nodata_of(definition.bands), scratch=work
+            name,
+            strip.reflectance,
+            nodata=[strip.nodata[b] for b in definition.bands],
+            scratch=work,
         )
         # ``nodata`` is exactly where ``values`` is 32767 (valid values are clipped below).
         valid_count = values.size - int(np.count_nonzero(nodata))

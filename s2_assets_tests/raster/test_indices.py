@@ -189,5 +189,9 @@ def test_blocked_formulas_equal_whole_array_expressions(offset: int) -> None:
         np.testing.assert_array_equal(values, expected, err_msg=name)
         np.testing.assert_array_equal(bad, expected == NODATA, err_msg=name)
         np.testing.assert_array_equal(ix.compute_index(name, reflectance, nodata=nodata), values)
+        layers = [dn[band] == 0 for band in definition.bands]  # combined block by block
+        by_band, _ = ix.index_values(name, reflectance, nodata=layers, scratch=scratch)
+        np.testing.assert_array_equal(by_band, expected, err_msg=name)
+        np.testing.assert_array_equal(np.logical_or.reduce(layers), nodata)
     evi = ix.compute_index("EVI", reflectance, nodata=np.zeros(shape, dtype=bool))
     assert (evi[near] == NODATA).any() and (evi[near] == 32766).any()
