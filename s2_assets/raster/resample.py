@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 # 10 m pixels per block of the float32 upsampling: its temporaries stay in a core's cache.
-BLOCK_PIXELS = 1 << 16
+BLOCK_PIXELS = 1 << 17
 
 
 def _spread_columns(rows: NDArray[Any], out: NDArray[Any] | None = None) -> NDArray[Any]:
