@@ -22,7 +22,8 @@ strips once and prints ``{"code", "round", "cpu_seconds",
 "digest"}`` (``time.process_time``: this process only; the compute is single-threaded).
 With ``--baseline DIR`` (a directory holding another ``s2_assets`` package, say
 ``git archive <commit> s2_assets | tar -x -C DIR``), rounds alternate between a fresh
-process importing that package and one importing this one, and the last line gives
+process importing that package and one importing this one (or the package in
+``--against DIR``), and the last line gives
 each side's median and whether every round of both produced the same digest (the
 stored values, statistics and quicklook pixels of all 24 outputs).
 """
@@ -152,18 +153,23 @@ def _round(inputs: dict[str, Any], first: int, stop: int, strip_rows: int) -> tu
     )
     grid = type("GridStub", (), {"height": height})()
     # Temporaries reused from strip to strip, as compute_indices does (newer code only).
-    reused = {}
-    if "scratch" in inspect.signature(pi._write_index_strip).parameters:
-        reused["scratch"] = ix.Scratch()
+    scratch = ix.Scratch() if hasattr(ix, "Scratch") else None
+
+    def reused(function: Any) -> dict[str, Any]:
+        takes = "scratch" in inspect.signature(function).parameters
+        return {"scratch": scratch} if takes else {}
+
     began = time.process_time()
     for start, end in strips(height, strip_rows):
         if end <= first or start >= stop:
             continue
         strip = pi._read_index_strip(
-            inputs["bands"], streams, inputs["metadata"], start, end, *reused.values()
+            inputs["bands"], streams, inputs["metadata"], start, end, **reused(pi._read_index_strip)
         )
         masks = {MASK_SPEC: pi._mask_rows(streams[f"mask:{MASK_SPEC}"], grid, start, end)}  # type: ignore[arg-type]
-        pi._write_index_strip(INDEX_NAMES, plan, strip, masks, start, "tif", **reused)  # type: ignore[arg-type]
+        pi._write_index_strip(
+            INDEX_NAMES, plan, strip, masks, start, "tif", **reused(pi._write_index_strip)
+        )  # type: ignore[arg-type]
     seconds = time.process_time() - began - sum(out.hashing for out in outputs)
     digest = hashlib.sha256()
     for out in outputs:
@@ -189,7 +195,8 @@ def _worker(args: argparse.Namespace, code: str) -> None:
 
 def _compare(args: argparse.Namespace) -> None:
     here = str(Path(__file__).resolve().parents[1])
-    sides = {"baseline": str(args.baseline.resolve()), "current": here}
+    current = str(args.against.resolve()) if args.against else here
+    sides = {"baseline": str(args.baseline.resolve()), "current": current}
     common = [
         "--safe", str(args.safe), "--first-strip", str(args.first_strip),
         "--strips", str(args.strips), "--strip-rows", str(args.strip_rows), "--rounds", "1",
@@ -228,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strip-rows", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--baseline", type=Path, help="directory holding the old s2_assets")
+    parser.add_argument(
+        "--against", type=Path, help="with --baseline: the other side (default: this checkout)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.safe = args.safe or _default_safe()
