@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,11 +120,15 @@ class _Output:
         self.digest = hashlib.sha256()
         self.hashing = 0.0  # CPU-seconds spent on the digest, taken out of the figure
 
-    def write(self, start: int, stored: np.ndarray) -> None:
-        began = time.process_time()
-        self.digest.update(start.to_bytes(8, "little"))
-        self.digest.update(np.ascontiguousarray(stored).data)
-        self.hashing += time.process_time() - began
+    def write(
+        self, start: int, stored: np.ndarray, variants: Sequence[tuple[_Output, np.ndarray]] = ()
+    ) -> None:
+        """Digest a strip (and of each masked variant written with it)."""
+        for output, values in ((self, stored), *variants):
+            began = time.process_time()
+            output.digest.update(start.to_bytes(8, "little"))
+            output.digest.update(np.ascontiguousarray(values).data)
+            output.hashing += time.process_time() - began
 
 
 def _round(inputs: dict[str, Any], first: int, stop: int, strip_rows: int) -> tuple[float, str]:
