@@ -164,14 +164,30 @@ def compute_indices(
         grid = _check_index_grids(readers, bands, [f"mask:{spec}" for spec in mask_paths])
         plan = _plan_index_outputs(names, mask_paths, grid, product_id, out_dir_for, fmt, metadata)
         files.extend(file for _, file in plan)
-        scratch = ix.Scratch()  # the index formulas' temporaries, reused strip after strip
-        for start, stop in strips(grid.height, rows):
-            strip = _read_index_strip(bands, streams, metadata, start, stop, scratch)
-            mask_strips = {
-                spec: _mask_rows(streams[f"mask:{spec}"], grid, start, stop) for spec in mask_paths
-            }
-            _write_index_strip(names, plan, strip, mask_strips, start, fmt, scratch)
+        _compute_strips(names, bands, plan, streams, metadata, grid, rows, list(mask_paths), fmt)
         return publish_all([f for _, f in plan], [ix.INDICES[f.name].ramp for _, f in plan], record)
+
+
+def _compute_strips(
+    names: Sequence[str],
+    bands: Sequence[str],
+    plan: Sequence[tuple[str | None, OutputFile]],
+    streams: Mapping[str, RowStream],
+    metadata: ProductMetadata,
+    grid: Grid,
+    rows: int,
+    specs: Sequence[str],
+    fmt: str,
+) -> None:
+    """Every strip, computed and written in order. A function of its own so that the
+    strip buffers are released before the outputs are published."""
+    scratch = ix.Scratch()  # the strips' inputs and the formulas' temporaries, reused
+    for start, stop in strips(grid.height, rows):
+        strip = _read_index_strip(bands, streams, metadata, start, stop, scratch)
+        mask_strips = {
+            spec: _mask_rows(streams[f"mask:{spec}"], grid, start, stop) for spec in specs
+        }
+        _write_index_strip(names, plan, strip, mask_strips, start, fmt, scratch)
 
 
 def _mask_rows(stream: RowStream, grid: Grid, start: int, stop: int) -> NDArray[np.bool_]:
