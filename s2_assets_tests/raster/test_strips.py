@@ -63,3 +63,19 @@ def test_strip_height_is_whole_tiles_of_at_least_the_minimum() -> None:
     assert strip_height(640) == 640
     assert strip_height(200) == 600
     assert strip_height(64, minimum=512) == 512
+
+
+def test_rows_within_a_chunk_are_views_and_across_chunks_only_the_rows_asked_for() -> None:
+    array = np.arange(40 * 3).reshape(40, 3)
+    source = _Recorder(array)
+    stream = RowStream(source, height=40, chunk_rows=10)
+    inside = stream.rows(2, 8)
+    first_chunk = stream._rows[0]
+    assert np.shares_memory(inside, first_chunk)
+    across = stream.rows(7, 13)  # the halo of a strip crossing the first chunk boundary
+    np.testing.assert_array_equal(across, array[7:13])
+    assert across.shape == (6, 3) and not np.shares_memory(across, first_chunk)
+    # The chunks stay as read (not concatenated into a new held window).
+    assert [len(chunk) for chunk in stream._rows] == [3, 10]
+    np.testing.assert_array_equal(stream.rows(12, 20), array[12:20])
+    assert source.reads == [(0, 10), (10, 20), (20, 30)]
