@@ -32,7 +32,8 @@ from typing import Any
 
 ALIGN = 4096  # a multiple of every device's logical block size in use (512 or 4096)
 CHUNK = 8 << 20  # bytes gathered per write: large writes, bounded memory
-BUFFERS = 6  # chunks in flight at most, process-wide: 48 MB
+BUFFERS = 10  # chunks in flight at most, process-wide: 80 MB
+WRITERS = 2  # background writing threads: the device takes more than one write at a time
 
 _DIRECT = getattr(os, "O_DIRECT", 0)
 _lock = threading.Lock()
@@ -62,7 +63,7 @@ def _background() -> ThreadPoolExecutor:
     global _writer
     with _lock:
         if _writer is None:
-            _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="direct-write")
+            _writer = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="direct-write")
         return _writer
 
 

@@ -26,7 +26,7 @@ from s2_assets.raster.strips import RowStream, strip_height
 from s2_assets.raster.types import Grid, RasterError, Recorder, WrittenRaster
 
 FORMATS = ("tif", "jp2")
-PUBLISH_WORKERS = 2  # COG encoding is mostly single-threaded: two at a time fill both cores
+PUBLISH_WORKERS = 4  # assembling a COG mostly waits for the device: four at a time
 
 
 def check_format(fmt: str) -> None:
