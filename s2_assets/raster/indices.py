@@ -150,7 +150,8 @@ def index_values(
     scratch: Scratch | None = None,
 ) -> tuple[I16, NDArray[np.bool_]]:
     """:func:`compute_index`, and where it is nodata (exactly where the values are 32767;
-    possibly ``nodata`` itself or a buffer of ``scratch``, overwritten by the next call).
+    possibly ``nodata`` itself). Both live in buffers of ``scratch`` when one is given,
+    overwritten by the next call with it.
     ``nodata`` may also be a list of arrays (one per band, say), combined block by block.
 
     The formulas are sen2chain's, each operation in the same order on the same float32
@@ -174,7 +175,7 @@ def index_values(
     if any(array.shape != shape for array in (*bands, *layers)) or not shape or not layers:
         raise ValueError(f"{name}: bands and nodata must be arrays of one shape")
     dtype = np.result_type(*bands, np.float32)
-    out = np.empty(shape, dtype=np.int16)
+    out = work.get("values", shape, np.int16)
     only_nodata = definition.kind == "bi" and len(layers) == 1
     bad = layers[0] if only_nodata else work.get("bad", shape, np.bool_)
     step = max(1, BLOCK_PIXELS // max(1, int(np.prod(shape[1:]))))
@@ -284,10 +285,10 @@ def mask_fill(hidden: NDArray[np.bool_]) -> I16:
     return fill
 
 
-def apply_mask_fill(values: I16, fill: I16) -> I16:
+def apply_mask_fill(values: I16, fill: I16, out: I16 | None = None) -> I16:
     """:func:`apply_mask` with a prepared fill: nodata (32767) is the int16 maximum, so an
     element-wise maximum sets it where hidden and keeps every value elsewhere, branch-free."""
-    return np.maximum(values, fill)
+    return np.maximum(values, fill, out=out)
 
 
 def to_jp2_values(values: I16) -> I16:

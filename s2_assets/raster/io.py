@@ -211,7 +211,8 @@ class RasterWriter:
     ) -> None:
         """Write ``rows`` (full width) starting at row ``start``; ``variants`` are other
         writers of the same grid and their rows for the same strip (masked variants of
-        this raster), compressed together where both stream COGs.
+        this raster), compressed together where both stream COGs. No reference to the
+        arrays is kept once this returns: callers may reuse them for the next strip.
 
         Raises:
             RasterError: when a strip does not fit the grid (GDAL would crash on an

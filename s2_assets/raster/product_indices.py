@@ -259,7 +259,9 @@ def _write_index_strip(
             if spec is None:
                 stored, hidden, kept_count = values, None, valid_count
             else:
-                stored = ix.apply_mask_fill(values, fills[spec])
+                stored = ix.apply_mask_fill(
+                    values, fills[spec], out=work.get(f"masked:{spec}", values.shape, np.int16)
+                )
                 # Hidden by the mask where the index had a value: mask & ~nodata, which
                 # for booleans is mask > nodata.
                 hidden = np.greater(
