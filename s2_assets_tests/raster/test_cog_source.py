@@ -146,6 +146,36 @@ def test_variants_written_together_are_each_the_drivers_file(
         assert 0 < masked_tiles < raw_tiles
 
 
+def test_strips_may_come_from_one_reused_buffer(tmp_path: Path) -> None:
+    """The writer keeps no reference to a strip once ``write_rows`` returns (the index
+    pipeline refills the same buffers for every strip)."""
+    height, width, rows = 1100, 1301, 300
+    raw = _textured((height, width), "int16", 32767, seed=11)
+    masked = raw.copy()
+    masked[::3] = 32767
+    grid = _grid(width, height)
+    paths = [tmp_path / "raw.tif", tmp_path / "masked.tif"]
+    buffers = [np.empty((rows, width), np.int16) for _ in paths]
+    with gdal_env():
+        first, second = (
+            RasterWriter(path, grid, dtype="int16", nodata=32767, output=OutputFormat("tif"))
+            for path in paths
+        )
+        for start in range(0, height, rows):
+            count = min(rows, height - start)
+            for buffer, values in zip(buffers, (raw, masked), strict=True):
+                buffer[:count] = values[start : start + count]
+            first.write_rows(start, buffers[0][:count], [(second, buffers[1][:count])])
+            for buffer in buffers:
+                buffer.fill(-1)  # what a writer still holding the strip would now see
+        for writer in (first, second):
+            writer.publish()
+        for path, values in zip(paths, (raw, masked), strict=True):
+            assert path.read_bytes() == _reference(
+                tmp_path / "reference.tif", values, grid, 32767, None
+            ), path.name
+
+
 def test_levels_follow_the_drivers_sizes() -> None:
     levels = cog_levels(10980, 10980, block=512)
     assert levels is not None
