@@ -20,6 +20,7 @@ import resource
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ def install() -> None:
     """Hook the raster code's phases and switch off every overlap."""
     from s2_assets.raster import (
         cog_source,
+        direct_io,
         indices,
         io,
         masks,
@@ -78,12 +80,13 @@ def install() -> None:
 
     strips.RowStream.__init__ = serial_init  # type: ignore[method-assign]
     pipeline.PUBLISH_WORKERS = 1
+    direct_io._background = lambda: _Immediate()  # type: ignore[assignment,return-value]
     hooks: list[tuple[Any, str, str]] = [
         (io.BandReader, "read_rows", "decode"),
         (product_indices, "upsample2_bilinear_float32", "upsampling"),
         (product_indices, "upsample2_touched", "upsampling"),
         (product_indices, "upsample2_nearest", "upsampling"),
-        (indices, "compute_index", "index math"),
+        (indices, "index_values", "index math"),
         (indices, "apply_mask", "masking"),
         (indices, "mask_fill", "masking"),
         (indices, "apply_mask_fill", "masking"),
@@ -98,14 +101,29 @@ def install() -> None:
         (quicklook.Sampler, "png", "quicklooks"),
         (io.RasterWriter, "write_rows", "strips handed to the writers"),
         (overviews.Level, "take", "overview decimation"),
-        (zstd_tiles.TileCompressor, "encode", "COG compression (row differencing + ZSTD)"),
-        (cog_source, "_write_all", "compressed tiles to scratch"),
+        (zstd_tiles.TileCompressor, "encode_group", "COG compression (row differencing + ZSTD)"),
+        (direct_io.AppendFile, "append", "tiles and COGs written around the page cache"),
+        (cog_source, "copy_ranges", "COG assembly: compressed tiles read back"),
         (cog_source.TileLayer, "_put_raw", "raw scratch (overview rows)"),
         (cog_source.TileLayer, "_read_raw", "raw scratch (overview rows)"),
         (io.RasterWriter, "publish", "COG assembly (header, tile copy) or encoding"),
     ]
     for owner, attribute, phase in hooks:
         _hook(owner, attribute, phase)
+
+
+class _Immediate:
+    """Stands in for direct_io's background writer: writes in the calling thread, so
+    their CPU time is charged to the phase that asked for them."""
+
+    def submit(self, function: Callable[[], None]) -> Future[None]:
+        future: Future[None] = Future()
+        try:
+            function()
+            future.set_result(None)
+        except Exception as exc:  # handed on, as the real executor does
+            future.set_exception(exc)
+        return future
 
 
 def run(
