@@ -4,8 +4,11 @@ GDAL's COG driver only copies a finished dataset, so the writer used to stream s
 into an uncompressed scratch source and let the driver read it all back. Here every
 512-row band of 512 px tiles is compressed as soon as all its rows have arrived, by
 GDAL's own GeoTIFF writer (``encode``, run by :mod:`s2_assets.raster.io`), so the tiles
-are the driver's bytes; the compressed tiles go to a scratch file. The same happens for
-each nearest-neighbour overview level (``overviews.py``), decimated from the same strips.
+are the driver's bytes; the compressed tiles go to a scratch file, written around the
+page cache (``direct_io.py``). The same happens for each nearest-neighbour overview level
+(``overviews.py``), decimated from the same strips. A raw index and its masked variants
+are written as one group, so a tile the masks leave untouched is compressed once for
+all of them.
 Publishing then writes the COG's header as the driver writes it for this raster (its
 ghost area and IFDs, taken from a driver run on a pixel-less source of the same size
 and metadata, cached) with the real tile offsets and sizes put in (``tiff_layout.py``),

@@ -10,12 +10,13 @@ the JPEG2000 inputs. Written with ``O_DIRECT``, the bytes go from our buffer to 
 device and no cache page is touched.
 
 ``O_DIRECT`` wants the buffer, the file offset and the length aligned to the device's
-blocks, so appends are gathered in a page-aligned buffer kept per thread (shared by every
-file that thread appends to: dozens of scratch files are open at once), whole blocks are
-written, and the few bytes after the last whole block wait in the file's ``tail`` until
-the next append; closing writes the last block padded with zeros and truncates the file
-to its length. Where the file system refuses ``O_DIRECT`` (tmpfs, some network file
-systems) or the platform lacks it, the same code writes through the page cache.
+blocks, so appends are gathered in page-aligned 8 MB buffers taken from a small
+process-wide pool (a hundred and more scratch files are open at once: they cannot each
+hold one), whole blocks are written by background threads while the caller goes on, and
+the few bytes after the last whole block wait in the file's ``tail`` until the next
+append; closing writes the last block padded with zeros and truncates the file to its
+length. Where the file system refuses ``O_DIRECT`` (tmpfs before Linux 6.6, some network
+file systems) or the platform lacks it, the same code writes through the page cache.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ _lock = threading.Lock()
 _writer: ThreadPoolExecutor | None = None
 _free: queue.Queue[memoryview] = queue.Queue()
 _made = 0
-_read_buffers = threading.local()
+_read_buffer = threading.local()
 
 
 def _aligned() -> memoryview:
@@ -59,7 +60,7 @@ def _take_buffer() -> memoryview:
 
 
 def _background() -> ThreadPoolExecutor:
-    """The thread that writes full chunks while the caller goes on computing."""
+    """The threads that write whole blocks while the caller goes on computing."""
     global _writer
     with _lock:
         if _writer is None:
@@ -89,8 +90,8 @@ def _write_at(fd: int, data: memoryview, offset: int, path: Path) -> None:
 class AppendFile:
     """A new file written front to back, around the page cache where possible.
 
-    Whole chunks are written by a background thread (the device does the copying, so
-    that thread mostly waits); :meth:`close` waits for them and reports their errors.
+    Whole blocks are written by background threads (the device does the copying, so
+    they mostly wait); :meth:`close` waits for them and reports their errors.
     """
 
     def __init__(self, path: Path) -> None:
@@ -193,9 +194,9 @@ def copy_ranges(ranges: Iterable[tuple[Path, int, int]], out: AppendFile) -> Non
             merged[-1] = (path, merged[-1][1], merged[-1][2] + length)
         else:
             merged.append((path, start, length))
-    buffer: memoryview | None = getattr(_read_buffers, "buffer", None)
-    if buffer is None:
-        buffer = _read_buffers.buffer = _aligned()
+    buffer: memoryview | None = getattr(_read_buffer, "view", None)
+    if buffer is None:  # one per thread: assemblies run side by side
+        buffer = _read_buffer.view = _aligned()
     for path, start, length in merged:
         fd, _ = open_direct(path, os.O_RDONLY)
         try:
