@@ -230,18 +230,14 @@ class _Parser(TableFileParser):
             raise CellError(f"{error}; a '!' in the cell disables the row") from None
 
     def ranges_ok(self, number: int, fields: dict[str, object], columns: tuple[str, ...]) -> bool:
-        ok = self.dates_in_order(number, fields, columns)
+        dates_ok = self.dates_in_order(number, fields, columns)
         low, high = fields.get("pb_min"), fields.get("pb_max")
-        if isinstance(low, float) and isinstance(high, float) and low > high:
-            self.problem(
-                number,
-                f"pb_max is below pb_min {low}; valid: a baseline at least pb_min",
-                column="pb_max",
-                position=columns.index("pb_max") + 1,
-                value=str(high),
-            )
-            ok = False
-        return ok
+        baselines_ok = self.in_order(
+            number, columns, "pb_max",
+            low if isinstance(low, float) else None, high if isinstance(high, float) else None,
+            f"pb_max is below pb_min {low}; valid: a baseline at least pb_min",
+        )  # fmt: skip
+        return dates_ok and baselines_ok
 
 
 def parse_job_text(text: str, path: Path, *, providers: Collection[str] | None = None) -> JobFile:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Mapping
+from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 from s2_assets.jobs.cells import CellError, DateSpec
 from s2_assets.jobs.cron import CRON_HELP, cron_problem
@@ -22,6 +24,7 @@ from s2_assets.jobs.model import DEFAULT_TIMING, JobProblem
 
 _SETTING_RE = re.compile(r"^([A-Za-z_]\w*)\s*(?:[=:]\s*(.*))?$")
 
+Bound = TypeVar("Bound", date, float)  # a range's bounds: dates or baselines
 Numbered = tuple[int, str]  # a 1-based line number and the line's content
 
 
@@ -182,14 +185,25 @@ class TableFileParser:
         """False, with a problem, when a row's fixed ``date_max`` is before its ``date_min``."""
         first, last = fields.get("date_min"), fields.get("date_max")
         low = first.fixed if isinstance(first, DateSpec) else None
-        high = last.fixed if isinstance(last, DateSpec) else None
-        if low and high and low > high:
-            self.problem(
-                number,
-                f"date_max is before date_min {low}; valid: a date on or after it",
-                column="date_max",
-                position=columns.index("date_max") + 1,
-                value=str(high),
-            )
-            return False
-        return True
+        return self.in_order(
+            number, columns, "date_max", low, last.fixed if isinstance(last, DateSpec) else None,
+            f"date_max is before date_min {low}; valid: a date on or after it",
+        )  # fmt: skip
+
+    def in_order(
+        self,
+        number: int,
+        columns: tuple[str, ...],
+        column: str,
+        low: Bound | None,
+        high: Bound | None,
+        message: str,
+    ) -> bool:
+        """False, with ``message`` as a problem on ``column``'s cell (which holds
+        ``high``), when both bounds are set and ``low`` is above ``high``."""
+        if low is None or high is None or low <= high:
+            return True
+        self.problem(
+            number, message, column=column, position=columns.index(column) + 1, value=str(high)
+        )
+        return False
