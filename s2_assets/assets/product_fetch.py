@@ -130,17 +130,8 @@ def fetch_products(
             context.log.warning(str(exc))
             record_failure(lib.logs_dir, record.tile, stage, record.product_id, str(exc))
         except S2AssetsError as exc:
-            if isinstance(exc, CorruptProductError):
-                outcome.quarantined.append(quarantine_entry(exc))
-            product_failed(
-                context,
-                lib.logs_dir,
-                outcome.failures,
-                tile=record.tile,
-                stage=stage,
-                product_id=record.product_id,
-                error=exc,
-            )
+            _failed(context, lib, outcome, exc, tile=record.tile, stage=stage,
+                    product_id=record.product_id)  # fmt: skip
     return fetched, offline
 
 
@@ -178,18 +169,8 @@ def compute_l2a(
                     safe, ProductName.parse(safe.name), where=f"Sen2Cor output for {l1c.id}"
                 )
         except S2AssetsError as exc:
-            if isinstance(exc, CorruptProductError):
-                outcome.quarantined.append(quarantine_entry(exc))
-            product_failed(
-                context,
-                lib.logs_dir,
-                outcome.failures,
-                tile=key.tile,
-                stage="l2a",
-                product_id=l1c.id,
-                error=exc,
-                doing="Sen2Cor on ",
-            )
+            _failed(context, lib, outcome, exc, tile=key.tile, stage="l2a", product_id=l1c.id,
+                    doing="Sen2Cor on ")  # fmt: skip
             continue
         clear_failure(lib.logs_dir, key.tile, "l2a", l1c.id)
         computed.append(final.name.removesuffix(".SAFE"))
@@ -209,3 +190,24 @@ def mark_computed(safe: Path, run: str) -> None:
             record, kind="L2A", provider=COMPUTED_PROVIDER, extra={**record.extra, RUN_TAG: run}
         ),
     )
+
+
+def _failed(
+    context: dg.AssetExecutionContext,
+    lib: Library,
+    outcome: Outcome,
+    error: S2AssetsError,
+    *,
+    tile: str,
+    stage: str,
+    product_id: str,
+    doing: str = "",
+) -> None:
+    """A product that failed is recorded as any other (:func:`product_failed`); a corrupt
+    one is also quarantined."""
+    if isinstance(error, CorruptProductError):
+        outcome.quarantined.append(quarantine_entry(error))
+    product_failed(
+        context, lib.logs_dir, outcome.failures, tile=tile, stage=stage, product_id=product_id,
+        error=error, doing=doing,
+    )  # fmt: skip
