@@ -8,6 +8,9 @@ import pytest
 import rasterio
 
 from s2_assets.demo.products import DEMO_PRODUCTS, build_archive
+from s2_assets.library.failures import read_failures
+from s2_assets.raster.outputs import OutputFile
+from s2_assets.raster.types import RasterError, WrittenRaster
 from s2_assets_tests.pipeline import Pipeline
 
 FIRST, LAST = "2022-01-22", "2022-01-27"
@@ -85,3 +88,45 @@ def test_rematerializing_kept_masks_records_what_the_partition_holds(pipeline: P
     ]
     assert len(after[day]["provenance"].value) == 2  # type: ignore[arg-type]
     assert "masks_written" not in after[day]
+
+
+def test_an_index_that_fails_to_publish_fails_its_product_alone(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Products publish while the next one streams: a failure still lands on its own
+    product, the other is published, and the next run heals it."""
+    assert pipeline.ranged("31UFS", FIRST, LAST, ("l2a", "cloudmask")).success
+    original = OutputFile.publish
+
+    def publish(self: OutputFile, *args: object, **kwargs: object) -> WrittenRaster:
+        if "20220122" in self.writer.path.name and self.mask_spec is not None:
+            raise RasterError(f"cannot encode {self.writer.path.name}: No space left on device")
+        return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(OutputFile, "publish", publish)
+    failed = pipeline.ranged("31UFS", FIRST, LAST, ("ndvi",), raise_on_error=False)
+    assert not failed.success
+    library = pipeline.library
+    (first, second) = library.products("L2A", "31UFS")
+    failures = read_failures(library.logs_dir, "31UFS")
+    assert list(failures) == [("indices", first.id)]
+    assert "No space left on device" in failures["indices", first.id].error
+    ndvi = library.root / "data" / "INDICES" / "NDVI" / "31UFS"
+    masked = "_NDVI_CM004-CSH1-CMP1-CHP1-TCI1-ITER0.tif"
+    # What the product published before the failure stays; nothing of the failed file.
+    assert sorted(p.name for p in (ndvi / first.id).glob("*.tif")) == [first.id + "_NDVI.tif"]
+    assert not [p for p in (ndvi / first.id).iterdir() if p.name.startswith(".")]
+    assert sorted(p.name for p in (ndvi / second.id).glob("*.tif")) == [
+        second.id + "_NDVI.tif",
+        second.id + masked,
+    ]
+    monkeypatch.setattr(OutputFile, "publish", original)
+    healed = pipeline.ranged("31UFS", FIRST, LAST, ("ndvi",))
+    assert (ndvi / first.id / f"{first.id}{masked}").is_file()
+    assert read_failures(library.logs_dir, "31UFS") == {}
+    written = {
+        str(m.partition): m.metadata["count"].value
+        for m in healed.asset_materializations_for_node("indices")
+    }
+    # The index of a product with a file missing is written whole again, raw included.
+    assert written["2022-01-22|31UFS"] == 2 and written["2022-01-27|31UFS"] == 0

@@ -7,8 +7,9 @@ describes every file it holds, kept or written now (``files``, ``count``, ``prov
 ``quicklook``); ``written_now`` counts the files this run wrote for that partition.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
+from pathlib import Path
 
 import dagster as dg
 
@@ -18,10 +19,12 @@ from s2_assets.assets.run_options import RunOptions
 from s2_assets.errors import S2AssetsError
 from s2_assets.library.failures import clear_failure
 from s2_assets.library.provenance import OutputRecorder, metadata_for
+from s2_assets.library.tree import LibraryProduct
 from s2_assets.partitions import TileDate
 from s2_assets.products import read_metadata
 from s2_assets.raster.describe import describe_mask
-from s2_assets.raster.product_indices import compute_indices
+from s2_assets.raster.pipeline import PendingOutputs, publish_behind
+from s2_assets.raster.product_indices import stream_indices
 from s2_assets.raster.product_masks import compute_cloud_masks
 from s2_assets.raster.types import SideProducts, WrittenRaster
 from s2_assets.resources.library import LibraryResource
@@ -204,60 +207,60 @@ def build_indices_asset(
         options_of = RunOptions(context, lib)
         wanted = sorted(key.path[-1].upper() for key in context.selected_asset_keys)
         failures: list[str] = []
-        for raw_key in context.partition_keys:
-            key = TileDate.parse(raw_key)
-            mask_specs = _specs(config.masks or list(options_of(key).cloudmasks))
-            by_index: dict[str, list[WrittenRaster]] = {name: [] for name in wanted}
-            products = lib.products("L2A", key.tile, key.date)
-            if not products:
+        # Per partition with an L2A, per index, what this run published for it.
+        by_partition: dict[str, dict[str, list[WrittenRaster]]] = {}
+
+        def jobs() -> Iterator[tuple[tuple[str, str, str], Callable[[], PendingOutputs]]]:
+            """One job per L2A with an index file missing, decided just before it streams."""
+            for raw_key in context.partition_keys:
+                key = TileDate.parse(raw_key)
+                mask_specs = _specs(config.masks or list(options_of(key).cloudmasks))
+                products = lib.products("L2A", key.tile, key.date)
+                if products:
+                    by_partition[raw_key] = {name: [] for name in wanted}
+                for product in products:
+                    mask_dir = lib.mask_dir(key.tile, product.id)
+                    masks = {
+                        s: mask_dir / f"{product.id}_{s}.tif"
+                        for s in mask_specs
+                        if (mask_dir / f"{product.id}_{s}.tif").exists()
+                    }
+                    # Only indices with a file missing: a ranged run spans days already
+                    # done. A file under its final name has its record (written first).
+                    todo = [
+                        name
+                        for name in wanted
+                        if any(
+                            not (
+                                lib.index_dir(name, key.tile, product.id) / f"{stem}.{config.fmt}"
+                            ).exists()
+                            for stem in _index_stems(product.id, name, masks)
+                        )
+                    ]
+                    if todo:
+                        yield (raw_key, key.tile, product.id), partial(
+                            _stream_product_indices, product, todo, masks,
+                            partial(lib.index_dir, tile=key.tile, l2a_id=product.id), config.fmt,
+                        )  # fmt: skip
+
+        # Each product's files are published while the next product streams.
+        for (raw_key, tile, product_id), outcome in publish_behind(jobs()):
+            if isinstance(outcome, S2AssetsError):
+                product_failed(
+                    context,
+                    lib.logs_dir,
+                    failures,
+                    tile=tile,
+                    stage="indices",
+                    product_id=product_id,
+                    error=outcome,
+                    doing="indices of ",
+                )
                 continue
-            for product in products:
-                mask_dir = lib.mask_dir(key.tile, product.id)
-                masks = {
-                    s: mask_dir / f"{product.id}_{s}.tif"
-                    for s in mask_specs
-                    if (mask_dir / f"{product.id}_{s}.tif").exists()
-                }
-                # Only indices with a file missing: a ranged run spans days already done.
-                # A file under its final name has its record (written before the rename).
-                todo = [
-                    name
-                    for name in wanted
-                    if any(
-                        not (
-                            lib.index_dir(name, key.tile, product.id) / f"{stem}.{config.fmt}"
-                        ).exists()
-                        for stem in _index_stems(product.id, name, masks)
-                    )
-                ]
-                if not todo:
-                    continue
-                try:
-                    made = compute_indices(
-                        product_id=product.id,
-                        safe_dir=product.path,
-                        metadata=read_metadata(product.path),
-                        indices=todo,
-                        masks=masks,
-                        out_dir_for=partial(lib.index_dir, tile=key.tile, l2a_id=product.id),
-                        fmt=config.fmt,
-                        record=OutputRecorder(product.path),
-                    )
-                except S2AssetsError as exc:
-                    product_failed(
-                        context,
-                        lib.logs_dir,
-                        failures,
-                        tile=key.tile,
-                        stage="indices",
-                        product_id=product.id,
-                        error=exc,
-                        doing="indices of ",
-                    )
-                    continue
-                clear_failure(lib.logs_dir, key.tile, "indices", product.id)
-                for item in made:
-                    by_index[item.name].append(item)
+            clear_failure(lib.logs_dir, tile, "indices", product_id)
+            for item in outcome:
+                by_partition[raw_key][item.name].append(item)
+        for raw_key, by_index in by_partition.items():
             for name, written in by_index.items():
                 run_metadata.add(
                     context,
@@ -274,3 +277,18 @@ def build_indices_asset(
             yield dg.MaterializeResult(asset_key=name.lower(), metadata=EMPTY_DAY)
 
     return indices
+
+
+def _stream_product_indices(
+    product: LibraryProduct,
+    todo: Sequence[str],
+    masks: Mapping[str, Path],
+    out_dir_for: Callable[[str], Path],
+    fmt: str,
+) -> PendingOutputs:
+    """The indices ``todo`` of one L2A written, to be published (:func:`stream_indices`)."""
+    return stream_indices(
+        product_id=product.id, safe_dir=product.path, metadata=read_metadata(product.path),
+        indices=todo, masks=masks, out_dir_for=out_dir_for, fmt=fmt,
+        record=OutputRecorder(product.path),
+    )  # fmt: skip

@@ -9,17 +9,20 @@ not on the tile size. Strips carry enough context rows for dilations and bilinea
 upsampling that the result is bit-identical to a whole-array computation.
 
 Here, what both share: inputs opened as read-ahead row streams, outputs discarded unless
-published, publishing two at a time (each output's record first, then its rename), and the
-format and grid checks.
+published, publishing four at a time (each output's record first, then its rename), and the
+format and grid checks; and, for runs over many products, publishing one product's outputs
+in the background while the next product streams (:func:`publish_behind`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
+from s2_assets.errors import S2AssetsError
 from s2_assets.raster.io import BandReader, gdal_env
 from s2_assets.raster.outputs import OutputFile
 from s2_assets.raster.strips import RowStream, strip_height
@@ -56,9 +59,13 @@ def input_streams(
                 stream.close()
 
 
+K = TypeVar("K")  # what a caller names its jobs by
+
+
 @contextlib.contextmanager
 def output_files() -> Iterator[list[OutputFile]]:
-    """Outputs opened inside the block; every unpublished one is discarded on exit."""
+    """Outputs opened inside the block; every unpublished one still in the list is
+    discarded on exit (:func:`hand_over` empties it)."""
     files: list[OutputFile] = []
     try:
         yield files
@@ -70,12 +77,83 @@ def output_files() -> Iterator[list[OutputFile]]:
 def publish_all(
     files: Sequence[OutputFile], ramps: Sequence[str | None], record: Recorder | None = None
 ) -> list[WrittenRaster]:
-    """Encode and publish every output, two at a time, in order; ``record`` writes what
+    """Encode and publish every output, four at a time, in order; ``record`` writes what
     describes each one before its rename (:data:`~s2_assets.raster.types.Recorder`)."""
     with ThreadPoolExecutor(max_workers=PUBLISH_WORKERS) as pool:
         return list(
             pool.map(lambda pair: pair[0].publish(pair[1], record), zip(files, ramps, strict=True))
         )
+
+
+class PendingOutputs:
+    """A product's outputs with every strip written, to be published once, now or later.
+
+    Publishing is the device-bound end of a product (a full tile's COGs are gigabytes,
+    written after their last strip because a COG's overviews come first), so a run over
+    many products publishes one while the next one streams (:func:`publish_behind`).
+    """
+
+    def __init__(
+        self, files: Sequence[OutputFile], ramps: Sequence[str | None], record: Recorder | None
+    ) -> None:
+        self._files, self._ramps, self._record = list(files), list(ramps), record
+
+    def publish(self) -> list[WrittenRaster]:
+        """Publish every output (:func:`publish_all`); whatever fails, none is left behind
+        half-written and the temporaries of all are removed."""
+        try:
+            with gdal_env():
+                return publish_all(self._files, self._ramps, self._record)
+        finally:
+            for output in self._files:
+                output.discard()  # nothing left to remove for the published ones
+
+
+def hand_over(
+    files: list[OutputFile], ramps: Sequence[str | None], record: Recorder | None
+) -> PendingOutputs:
+    """The outputs of an :func:`output_files` block, to be published after it: the block
+    no longer discards them, :meth:`PendingOutputs.publish` does."""
+    pending = PendingOutputs(files, ramps, record)
+    files.clear()
+    return pending
+
+
+def publish_behind(
+    jobs: Iterable[tuple[K, Callable[[], PendingOutputs]]],
+) -> Iterator[tuple[K, list[WrittenRaster] | S2AssetsError]]:
+    """Run each job (stream one product's outputs) in turn while the previous job's
+    outputs are published in a background thread; yield each job's key with what it
+    published, or the S2AssetsError that stopped it (streaming or publishing), in order.
+
+    Publishing a full tile's outputs mostly waits for the device, so it costs the next
+    product's streaming almost nothing. At most one product is publishing at a time, so
+    scratch space holds at most two products. Any other exception propagates once the
+    publishing in flight has finished (what it renamed into place has its record).
+    """
+    behind: tuple[K, Future[list[WrittenRaster]]] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-behind") as publisher:
+        for key, stream in jobs:
+            try:
+                streamed: PendingOutputs | S2AssetsError = stream()
+            except S2AssetsError as exc:
+                streamed = exc
+            if behind is not None:
+                yield behind[0], _outcome(behind[1])
+                behind = None
+            if isinstance(streamed, S2AssetsError):
+                yield key, streamed
+            else:
+                behind = key, publisher.submit(streamed.publish)
+        if behind is not None:
+            yield behind[0], _outcome(behind[1])
+
+
+def _outcome(publishing: Future[list[WrittenRaster]]) -> list[WrittenRaster] | S2AssetsError:
+    try:
+        return publishing.result()
+    except S2AssetsError as exc:
+        return exc
 
 
 def same_grid(readers: Mapping[str, BandReader], names: Sequence[str]) -> Grid:

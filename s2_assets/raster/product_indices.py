@@ -1,4 +1,5 @@
-"""A product's spectral indices: ``compute_indices``, the entry point the indices asset calls.
+"""A product's spectral indices: ``compute_indices``, and ``stream_indices`` for runs that
+publish one product while the next one streams (the indices asset).
 
 Every band the requested indices need is decoded once; each 10 m strip gets its 20 m bands
 upsampled bilinearly with one 20 m row of context each side, and its masks upsampled by
@@ -20,10 +21,11 @@ from s2_assets.raster import indices as ix
 from s2_assets.raster.io import BandReader, OutputFormat
 from s2_assets.raster.outputs import OutputFile
 from s2_assets.raster.pipeline import (
+    PendingOutputs,
     check_format,
+    hand_over,
     input_streams,
     output_files,
-    publish_all,
     same_grid,
 )
 from s2_assets.raster.resample import (
@@ -123,7 +125,29 @@ def compute_indices(
     strip_rows: int | None = None,
     record: Recorder | None = None,
 ) -> list[WrittenRaster]:
-    """Compute and write the requested indices of one L2A, raw and once per mask.
+    """Compute, write and publish the requested indices of one L2A, raw and once per
+    mask: :func:`stream_indices` (arguments and errors), then publishing. Returns, per
+    index, the raw file then one per mask, in the order given."""
+    return stream_indices(
+        product_id=product_id, safe_dir=safe_dir, metadata=metadata, indices=indices,
+        masks=masks, out_dir_for=out_dir_for, fmt=fmt, strip_rows=strip_rows, record=record,
+    ).publish()  # fmt: skip
+
+
+def stream_indices(
+    *,
+    product_id: str,
+    safe_dir: Path,
+    metadata: ProductMetadata,
+    indices: Sequence[str],
+    masks: Mapping[str, Path],
+    out_dir_for: Callable[[str], Path],
+    fmt: str = "tif",
+    strip_rows: int | None = None,
+    record: Recorder | None = None,
+) -> PendingOutputs:
+    """Compute and write the requested indices of one L2A, raw and once per mask, ready
+    to be published (nothing is under a final name until then).
 
     Every band the indices need is decoded once. For each index, writes
     ``<id>_<INDEX>.tif`` and ``<id>_<INDEX>_<SPEC>.tif`` per entry of ``masks`` into
@@ -142,7 +166,8 @@ def compute_indices(
         record: writes each file's provenance before the file is renamed into place.
 
     Returns:
-        Per index, the raw file then one per mask, in the order given.
+        What publishes, per index, the raw file then one per mask, in the order given;
+        no outputs at all when ``indices`` is empty.
 
     Raises:
         IndexNameError / MaskSpecError: an unknown index name or mask spec.
@@ -152,7 +177,7 @@ def compute_indices(
     check_format(fmt)
     names = tuple(dict.fromkeys(parse_index_name(name) for name in indices))
     if not names:
-        return []
+        return PendingOutputs([], [], record)
     mask_paths = {str(parse_mask_spec(spec)): Path(path) for spec, path in masks.items()}
     bands = ix.bands_needed(names)
     rows = strip_rows or COMPUTE_ROWS
@@ -165,7 +190,7 @@ def compute_indices(
         plan = _plan_index_outputs(names, mask_paths, grid, product_id, out_dir_for, fmt, metadata)
         files.extend(file for _, file in plan)
         _compute_strips(names, bands, plan, streams, metadata, grid, rows, list(mask_paths), fmt)
-        return publish_all([f for _, f in plan], [ix.INDICES[f.name].ramp for _, f in plan], record)
+        return hand_over(files, [ix.INDICES[f.name].ramp for _, f in plan], record)
 
 
 def _compute_strips(
