@@ -2,6 +2,7 @@
 
     python -m benchmarks.tile --size 10980 --rounds 3
     python -m benchmarks.tile --safe /path/to/S2B_MSIL2A_....SAFE
+    python -m benchmarks.tile --size 10980 --products 2     # a ranged run of two products
 
 Without ``--safe``, builds (once, cached) a synthetic L2A of ``size`` x ``size`` 10 m
 pixels with JPEG2000 bands (``s2_assets.demo.products.build_safe``). The demo's bands are constant
@@ -17,6 +18,11 @@ Each round runs three steps, each in a fresh process so its peak memory is its o
   reader, and nothing else: the floor no implementation can go under;
 - ``cloudmask``: one CM004 mask (``compute_cloud_masks``);
 - ``indices``: all 12 indices, raw and masked by that CM004 (``compute_indices``).
+
+``--products N`` measures a ranged run instead: each step does its work for N products
+(the same one N times, into separate folders), and the indices step publishes each
+product's files while the next product streams, as the indices asset does
+(``publish_behind``); the ratios are then those of the whole run.
 
 Rounds interleave the steps (floor, mask, indices, floor, mask, ...), so a change of load
 on a shared machine hits the floor as much as the work measured against it. The headline
@@ -45,6 +51,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +118,7 @@ def _add_texture(safe: Path) -> None:
                 raise RuntimeError(f"{path.name}: georeferencing lost while adding texture")
 
 
-def _decode_floor(safe: Path) -> None:
+def _decode_floor(safe: Path, products: int) -> None:
     from s2_assets.products import NATIVE_RESOLUTION, band_path, read_metadata
     from s2_assets.raster.indices import INDICES, bands_needed
     from s2_assets.raster.io import BandReader, gdal_env
@@ -123,7 +130,7 @@ def _decode_floor(safe: Path) -> None:
         for band in bands_needed(tuple(INDICES))
     ]
     with gdal_env(), ThreadPoolExecutor(max_workers=1) as executor:
-        for path in paths:
+        for path in paths * products:
             with BandReader(path) as reader:
                 height = reader.grid.height
                 stream = RowStream(
@@ -135,31 +142,45 @@ def _decode_floor(safe: Path) -> None:
                 stream.close()
 
 
-def _cloudmask(safe: Path, out: Path) -> None:
+def _cloudmask(safe: Path, out: Path, products: int) -> None:
     from s2_assets.products import read_metadata
     from s2_assets.raster.product_masks import compute_cloud_masks
 
     metadata = read_metadata(safe)
-    compute_cloud_masks(
-        product_id=metadata.product_uri, safe_dir=safe, side_products=None, metadata=metadata,
-        specs=[MASK_SPEC], out_dir=out / "CLOUDMASKS",
-    )  # fmt: skip
+    for number in range(products):
+        compute_cloud_masks(
+            product_id=metadata.product_uri, safe_dir=safe, side_products=None,
+            metadata=metadata, specs=[MASK_SPEC], out_dir=out / str(number) / "CLOUDMASKS",
+        )  # fmt: skip
 
 
-def _indices(safe: Path, out: Path) -> None:
+def _indices(safe: Path, out: Path, products: int) -> None:
+    from s2_assets.errors import S2AssetsError
     from s2_assets.products import read_metadata
-    from s2_assets.raster.product_indices import compute_indices
+    from s2_assets.raster.pipeline import publish_behind
+    from s2_assets.raster.product_indices import compute_indices, stream_indices
     from s2_assets.specs import INDEX_NAMES
 
     metadata = read_metadata(safe)
-    mask = out / "CLOUDMASKS" / f"{metadata.product_uri}_{MASK_SPEC}.tif"
-    compute_indices(
-        product_id=metadata.product_uri, safe_dir=safe, metadata=metadata, indices=INDEX_NAMES,
-        masks={MASK_SPEC: mask}, out_dir_for=lambda name: out / "INDICES" / name,
-    )  # fmt: skip
+
+    def arguments(folder: Path) -> dict[str, Any]:
+        mask = folder / "CLOUDMASKS" / f"{metadata.product_uri}_{MASK_SPEC}.tif"
+        return {
+            "product_id": metadata.product_uri, "safe_dir": safe, "metadata": metadata,
+            "indices": INDEX_NAMES, "masks": {MASK_SPEC: mask},
+            "out_dir_for": lambda name: folder / "INDICES" / name,
+        }  # fmt: skip
+
+    if products == 1:  # what one product's materialization does
+        compute_indices(**arguments(out / "0"))
+        return
+    jobs = [(n, partial(stream_indices, **arguments(out / str(n)))) for n in range(products)]
+    for number, outcome in publish_behind(jobs):
+        if isinstance(outcome, S2AssetsError):
+            raise RuntimeError(f"product {number}: {outcome}")
 
 
-def run_step(step: str, safe: Path, out: Path) -> dict[str, float | str]:
+def run_step(step: str, safe: Path, out: Path, products: int = 1) -> dict[str, float | str]:
     """Run one step in this process; its wall time, CPU time and this process's peak RSS."""
     from s2_assets.raster import product_indices, product_masks  # noqa: F401  (imports are not part of the step)
 
@@ -168,11 +189,11 @@ def run_step(step: str, safe: Path, out: Path) -> dict[str, float | str]:
     cpu_before = before.ru_utime + before.ru_stime
     started = time.perf_counter()
     if step == "decode_floor":
-        _decode_floor(safe)
+        _decode_floor(safe, products)
     elif step == "cloudmask":
-        _cloudmask(safe, out)
+        _cloudmask(safe, out, products)
     else:
-        _indices(safe, out)
+        _indices(safe, out, products)
     seconds = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
@@ -195,10 +216,10 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _run_child(step: str, safe: Path, out: str) -> dict[str, Any]:
+def _run_child(step: str, safe: Path, out: str, products: int) -> dict[str, Any]:
     child = subprocess.run(
         [sys.executable, "-m", "benchmarks.tile", "--step", step, "--safe", str(safe),
-         "--out", out],
+         "--out", out, "--products", str(products)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
@@ -238,14 +259,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--flat", action="store_true", help="keep the demo's class-constant bands (no texture)"
     )
+    parser.add_argument(
+        "--products", type=int, default=1, help="products per step: a ranged run of N"
+    )
     parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.step:  # child process: one step, one JSON line
-        print(json.dumps(run_step(args.step, args.safe, args.out)), flush=True)
+        print(json.dumps(run_step(args.step, args.safe, args.out, args.products)), flush=True)
         return 0
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, not {args.rounds}")
+    if args.products < 1:
+        parser.error(f"--products must be at least 1, not {args.products}")
     if args.safe is not None and not (args.safe / "MTD_MSIL2A.xml").is_file():
         parser.error(f"--safe {args.safe}: no MTD_MSIL2A.xml there; give an unpacked L2A .SAFE")
     safe = (
@@ -257,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         steps: dict[str, dict[str, Any]] = {}
         with tempfile.TemporaryDirectory(prefix="s2bench-", dir=args.cache) as scratch:
             for step in STEPS:
-                steps[step] = {"round": number, **_run_child(step, safe, scratch)}
+                steps[step] = {"round": number, **_run_child(step, safe, scratch, args.products)}
                 rows.append(steps[step])
                 print(json.dumps(steps[step]), flush=True)
         rows.append({"round": number, "step": "round", **round_summary(steps)})
@@ -268,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "step": "median",
                 "rounds": args.rounds,
+                "products": args.products,
                 "product": safe.name,
                 "cpu_ratio": summary["round"]["cpu_ratio"],
                 "wall_ratio": summary["round"]["wall_ratio"],

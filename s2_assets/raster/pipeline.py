@@ -100,13 +100,15 @@ class PendingOutputs:
 
     def publish(self) -> list[WrittenRaster]:
         """Publish every output (:func:`publish_all`); whatever fails, none is left behind
-        half-written and the temporaries of all are removed."""
+        half-written and the temporaries of all are removed. Call it inside
+        :func:`~s2_assets.raster.io.gdal_env`, in the thread that entered it or a thread
+        started meanwhile (see :func:`publish_behind`)."""
         try:
-            with gdal_env():
-                return publish_all(self._files, self._ramps, self._record)
+            return publish_all(self._files, self._ramps, self._record)
         finally:
             for output in self._files:
                 output.discard()  # nothing left to remove for the published ones
+            self._files = []  # what the writers hold is freed with them
 
 
 def hand_over(
@@ -132,7 +134,13 @@ def publish_behind(
     publishing in flight has finished (what it renamed into place has its record).
     """
     behind: tuple[K, Future[list[WrittenRaster]]] | None = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-behind") as publisher:
+    # GDAL's settings for the whole run, entered here: rasterio's Env in the publishing
+    # thread would, on leaving, put back the settings it found when it started, GDAL's
+    # default block cache (5 % of the memory) among them, under the next product's decoding.
+    with (
+        gdal_env(),
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-behind") as publisher,
+    ):
         for key, stream in jobs:
             try:
                 streamed: PendingOutputs | S2AssetsError = stream()
@@ -145,6 +153,7 @@ def publish_behind(
                 yield key, streamed
             else:
                 behind = key, publisher.submit(streamed.publish)
+            del streamed  # not held while the next product streams
         if behind is not None:
             yield behind[0], _outcome(behind[1])
 

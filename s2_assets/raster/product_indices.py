@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from s2_assets.products import NATIVE_RESOLUTION, ProductMetadata, band_path
 from s2_assets.raster import indices as ix
-from s2_assets.raster.io import BandReader, OutputFormat
+from s2_assets.raster.io import BandReader, OutputFormat, gdal_env
 from s2_assets.raster.outputs import OutputFile
 from s2_assets.raster.pipeline import (
     PendingOutputs,
@@ -128,10 +128,12 @@ def compute_indices(
     """Compute, write and publish the requested indices of one L2A, raw and once per
     mask: :func:`stream_indices` (arguments and errors), then publishing. Returns, per
     index, the raw file then one per mask, in the order given."""
-    return stream_indices(
-        product_id=product_id, safe_dir=safe_dir, metadata=metadata, indices=indices,
-        masks=masks, out_dir_for=out_dir_for, fmt=fmt, strip_rows=strip_rows, record=record,
-    ).publish()  # fmt: skip
+    with gdal_env():
+        return stream_indices(
+            product_id=product_id, safe_dir=safe_dir, metadata=metadata, indices=indices,
+            masks=masks, out_dir_for=out_dir_for, fmt=fmt, strip_rows=strip_rows,
+            record=record,
+        ).publish()  # fmt: skip
 
 
 def stream_indices(

@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from rasterio.env import get_gdal_config
 
 from s2_assets.demo.products import build_safe
 from s2_assets.products import read_metadata
+from s2_assets.raster.io import GDAL_CACHE_MB, gdal_env
 from s2_assets.raster.outputs import OutputFile
 from s2_assets.raster.pipeline import PendingOutputs, publish_behind
 from s2_assets.raster.product_indices import compute_indices, stream_indices
@@ -126,3 +128,38 @@ def test_any_other_error_waits_for_the_publishing_in_flight(
         next(outcomes)
     # The first product's publishing was not abandoned half-way: its files are in place.
     assert _files(tmp_path / "a") == sorted(f"{l2as[0].stem}_{name}.tif" for name in INDICES)
+
+
+def test_the_next_product_streams_under_the_runs_gdal_settings(
+    l2as: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Publishing in the background must not touch GDAL's process-wide settings: a
+    rasterio Env left by the publishing thread used to put back GDAL's default block cache
+    (5 % of the memory) under the next product's decoding, 2.1 GB instead of 0.75 GB peak
+    on a full tile."""
+    started, published = threading.Event(), threading.Event()
+    original_file, original_pending = OutputFile.publish, PendingOutputs.publish
+
+    def publish_file(self: OutputFile, *args: object, **kwargs: object) -> WrittenRaster:
+        started.set()
+        return original_file(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def publish_pending(self: PendingOutputs) -> list[WrittenRaster]:
+        try:
+            return original_pending(self)
+        finally:
+            published.set()
+
+    monkeypatch.setattr(OutputFile, "publish", publish_file)
+    monkeypatch.setattr(PendingOutputs, "publish", publish_pending)
+    seen: list[object] = []
+
+    def second() -> PendingOutputs:
+        assert started.wait(timeout=20)
+        with gdal_env():  # as streaming does, while the first product publishes
+            assert published.wait(timeout=20)
+            seen.append(get_gdal_config("GDAL_CACHEMAX"))
+        return _stream(l2as[1], tmp_path / "b")()
+
+    list(publish_behind([("a", _stream(l2as[0], tmp_path / "a")), ("b", second)]))
+    assert seen == [GDAL_CACHE_MB]
