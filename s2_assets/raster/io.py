@@ -34,20 +34,21 @@ from s2_assets.raster.cog_source import CogTiles
 from s2_assets.raster.overviews import cog_levels
 from s2_assets.raster.types import Grid, RasterError
 
-# GDAL's block cache. Reads are aligned to JPEG2000 tile rows, so the cache holds decoded
-# tiles only for the read in progress and dirty output blocks until they are flushed;
-# 256 MB keeps peak memory bounded without re-decoding anything.
-GDAL_CACHE_MB = 256
+# GDAL's block cache, in bytes (rasterio hands GDAL_CACHEMAX to GDALSetCacheMax64): next to
+# none. Reads come in whole JPEG2000 tile rows, each decoded once, and COGs are written by
+# our own writer, so a cache would mostly hold memory: a 256 MB one saved 1.5 % of a full
+# tile's decoding CPU and added 250 MB to its peak (docs/performance.md).
+GDAL_CACHE_BYTES = 256
 COG_BLOCK = 512
 
 
 @contextlib.contextmanager
-def gdal_env(*, cache_mb: int = GDAL_CACHE_MB) -> Iterator[None]:
+def gdal_env(*, cache_bytes: int = GDAL_CACHE_BYTES) -> Iterator[None]:
     """GDAL settings for our reads and writes: all cores for JPEG2000 decoding and
     compression, a bounded block cache, and no directory listing on open."""
     with rasterio.Env(
         GDAL_NUM_THREADS="ALL_CPUS",
-        GDAL_CACHEMAX=cache_mb,
+        GDAL_CACHEMAX=cache_bytes,
         GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR",
     ):
         yield

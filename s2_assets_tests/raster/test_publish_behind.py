@@ -12,7 +12,7 @@ from rasterio.env import get_gdal_config
 
 from s2_assets.demo.products import build_safe
 from s2_assets.products import read_metadata
-from s2_assets.raster.io import GDAL_CACHE_MB, gdal_env
+from s2_assets.raster.io import GDAL_CACHE_BYTES, gdal_env
 from s2_assets.raster.outputs import OutputFile
 from s2_assets.raster.pipeline import PendingOutputs, publish_behind
 from s2_assets.raster.product_indices import compute_indices, stream_indices
@@ -162,4 +162,4 @@ def test_the_next_product_streams_under_the_runs_gdal_settings(
         return _stream(l2as[1], tmp_path / "b")()
 
     list(publish_behind([("a", _stream(l2as[0], tmp_path / "a")), ("b", second)]))
-    assert seen == [GDAL_CACHE_MB]
+    assert seen == [GDAL_CACHE_BYTES]
