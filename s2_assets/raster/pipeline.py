@@ -17,10 +17,11 @@ in the background while the next product streams (:func:`publish_behind`).
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
 from s2_assets.errors import S2AssetsError
 from s2_assets.raster.io import BandReader, gdal_env
@@ -60,6 +61,7 @@ def input_streams(
 
 
 K = TypeVar("K")  # what a caller names its jobs by
+P = ParamSpec("P")
 
 
 @contextlib.contextmanager
@@ -119,6 +121,25 @@ def hand_over(
     pending = PendingOutputs(files, ramps, record)
     files.clear()
     return pending
+
+
+def published(stream: Callable[P, PendingOutputs]) -> Callable[P, list[WrittenRaster]]:
+    """``stream`` followed by publishing what it wrote at once, with GDAL's settings: the
+    same arguments, and what was published instead of what is ready to be."""
+
+    def stream_and_publish(*args: P.args, **kwargs: P.kwargs) -> list[WrittenRaster]:
+        with gdal_env():
+            return stream(*args, **kwargs).publish()
+
+    stream_and_publish.__doc__ = (
+        f"``{stream.__name__}``, then its outputs published at once; returns the published "
+        f"files.\n\n{stream.__doc__ or ''}"
+    )
+    # help() and the docs show the arguments of ``stream``, not ``*args, **kwargs``.
+    stream_and_publish.__signature__ = inspect.signature(stream).replace(  # type: ignore[attr-defined]
+        return_annotation=list[WrittenRaster]
+    )
+    return stream_and_publish
 
 
 def publish_behind(

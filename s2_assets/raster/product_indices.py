@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from s2_assets.products import NATIVE_RESOLUTION, ProductMetadata, band_path
 from s2_assets.raster import indices as ix
-from s2_assets.raster.io import BandReader, OutputFormat, gdal_env
+from s2_assets.raster.io import BandReader, OutputFormat
 from s2_assets.raster.outputs import OutputFile
 from s2_assets.raster.pipeline import (
     PendingOutputs,
@@ -26,6 +26,7 @@ from s2_assets.raster.pipeline import (
     hand_over,
     input_streams,
     output_files,
+    published,
     same_grid,
 )
 from s2_assets.raster.resample import (
@@ -40,7 +41,6 @@ from s2_assets.raster.types import (
     Grid,
     RasterError,
     Recorder,
-    WrittenRaster,
 )
 from s2_assets.specs import parse_index_name, parse_mask_spec
 
@@ -113,29 +113,6 @@ def _check_index_grids(
     return grid
 
 
-def compute_indices(
-    *,
-    product_id: str,
-    safe_dir: Path,
-    metadata: ProductMetadata,
-    indices: Sequence[str],
-    masks: Mapping[str, Path],
-    out_dir_for: Callable[[str], Path],
-    fmt: str = "tif",
-    strip_rows: int | None = None,
-    record: Recorder | None = None,
-) -> list[WrittenRaster]:
-    """Compute, write and publish the requested indices of one L2A, raw and once per
-    mask: :func:`stream_indices` (arguments and errors), then publishing. Returns, per
-    index, the raw file then one per mask, in the order given."""
-    with gdal_env():
-        return stream_indices(
-            product_id=product_id, safe_dir=safe_dir, metadata=metadata, indices=indices,
-            masks=masks, out_dir_for=out_dir_for, fmt=fmt, strip_rows=strip_rows,
-            record=record,
-        ).publish()  # fmt: skip
-
-
 def stream_indices(
     *,
     product_id: str,
@@ -193,6 +170,10 @@ def stream_indices(
         files.extend(file for _, file in plan)
         _compute_strips(names, bands, plan, streams, metadata, grid, rows, list(mask_paths), fmt)
         return hand_over(files, [ix.INDICES[f.name].ramp for _, f in plan], record)
+
+
+# The same, published at once: per index, the raw file then one per mask, in the order given.
+compute_indices = published(stream_indices)
 
 
 def _compute_strips(
